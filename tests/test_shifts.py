@@ -1,0 +1,185 @@
+"""Visual shifts: identity at severity 0, reproducible from a key, growing with severity,
+clear errors for bad names and severities."""
+
+import jax
+import jax.numpy as jnp
+import mujoco
+import numpy as np
+import pytest
+
+from pvm_mbrl import shifts
+from pvm_mbrl.envs import render
+
+XML = """<mujoco><worldbody>
+  <geom name="floor" type="plane" size="2 2 .1" rgba=".5 .5 .5 1"/>
+  <geom name="table" type="box" size=".4 .4 .02" pos="0 0 .2" rgba=".6 .45 .3 1"/>
+  <body name="obj" pos="0 0 .27"><freejoint/>
+    <geom name="obj" type="box" size=".05 .05 .05" rgba=".8 .1 .1 1"/></body>
+  <geom name="arm" type="capsule" fromto=".2 0 .3 .2 0 .6" size=".03" rgba=".3 .3 .8 1"/>
+  <body name="d0" mocap="true" pos="0 0 -5"><geom name="d0" type="sphere" size=".04"/></body>
+  <body name="d1" mocap="true" pos="0 0 -5"><geom name="d1" type="box" size=".03 .03 .03"/></body>
+  <camera name="c" pos="0 -1 .8" xyaxes="1 0 0 0 .6 1"/>
+</worldbody></mujoco>"""
+
+SEVERITIES = (0.0, 0.25, 0.5, 1.0)
+
+
+@pytest.fixture(scope="module")
+def scene():
+    m = mujoco.MjModel.from_xml_string(XML)
+    d = mujoco.MjData(m)
+    mujoco.mj_forward(m, d)
+    geom = render.SceneGeometry.from_model(m)
+    idx = lambda *names: np.array([geom.index(n) for n in names], np.int32)  # noqa: E731
+    roles = shifts.SceneRoles(
+        table=idx("table"),
+        floor=idx("floor"),
+        objects=idx("obj"),
+        robot=idx("arm"),
+        distractors=idx("d0", "d1"),
+        distractor_low=(-0.3, -0.3, 0.27),
+        distractor_high=(0.3, 0.3, 0.27),
+        distractor_park=(0.0, 0.0, -5.0),
+    )
+    params = render.SceneParams.default(geom, "c")
+    frame = (
+        jnp.asarray(d.geom_xpos),
+        jnp.asarray(d.geom_xmat).reshape(-1, 3, 3),
+        jnp.asarray(d.cam_xpos[0]),
+        jnp.asarray(d.cam_xmat[0]).reshape(3, 3),
+    )
+    return geom, roles, params, frame
+
+
+@pytest.fixture(scope="module")
+def renderer(scene):
+    """One compiled function per shift spec: (severity [N, F], drift [N], keys [N]) -> rgb."""
+    geom, roles, params, frame = scene
+    cache = {}
+
+    def run(spec, severity, keys, drift=None, steps=0):
+        if spec not in cache:
+
+            def one(sev, dr, key):
+                state = shifts.sample(spec, key, sev, dr)
+                for _ in range(steps):
+                    state = shifts.advance(spec, state)
+                out = shifts.render_shifted(
+                    geom, roles, spec, state, params, *frame, height=48, width=48
+                )
+                return out.rgb
+
+            cache[spec] = jax.jit(jax.vmap(one))
+        severity = jnp.asarray(severity, jnp.float32)
+        drift = jnp.zeros(len(severity)) if drift is None else jnp.asarray(drift, jnp.float32)
+        return np.asarray(cache[spec](severity, drift, keys))
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def clean(scene, renderer):
+    return renderer(shifts.ShiftSpec(()), np.zeros((1, 0)), jax.random.split(jax.random.key(0), 1))[
+        0
+    ]
+
+
+def _dist(a, b):
+    return float(np.abs(a.astype(np.float32) - b.astype(np.float32)).mean())
+
+
+ALL = shifts.ShiftSpec(tuple(shifts.FAMILIES))
+
+
+@pytest.fixture(scope="module")
+def every_family(renderer):
+    """One compiled call: each family alone at each severity (rows family-major)."""
+    n, k = len(ALL.families), len(SEVERITIES)
+    severity = np.zeros((n * k, n), np.float32)
+    for f in range(n):
+        severity[f * k : (f + 1) * k, f] = SEVERITIES
+    keys = jnp.stack([jax.random.key(3)] * (n * k))
+    return renderer(ALL, severity, keys).reshape(n, k, 48, 48, 3)
+
+
+@pytest.mark.parametrize("family", ALL.families)
+def test_family_identity_at_zero_and_grows_with_severity(family, every_family, clean):
+    imgs = every_family[ALL.families.index(family)]
+    np.testing.assert_array_equal(imgs[0], clean)  # bitwise identity at severity 0
+    d = [_dist(im, clean) for im in imgs]
+    assert d[1] > 0, f"{family} changes nothing at severity 0.25"
+    assert d[1] <= d[2] * 1.05 and d[2] <= d[3] * 1.05, f"{family} distances {d} not growing"
+    # Object and robot colour only touch the few pixels those geoms cover at 48 px.
+    assert d[3] > 0.2, f"{family} at full severity moves pixels by only {d[3]:.2f}"
+
+
+def test_same_key_same_image_different_keys_differ(renderer):
+    b = shifts.batch(["dcs-0.3", "dcs-0.3", "dcs-0.3"])
+    keys = jnp.stack([jax.random.key(1), jax.random.key(1), jax.random.key(2)])
+    imgs = renderer(b.spec, b.severity, keys)
+    np.testing.assert_array_equal(imgs[0], imgs[1])
+    assert _dist(imgs[0], imgs[2]) > 1.0
+
+
+def test_a_batch_evaluates_a_whole_ladder(renderer, clean):
+    presets = shifts.ladder("strong", SEVERITIES)
+    b = shifts.batch(presets)
+    assert b.severity.shape == (4, 4) and b.names[0] == "strong@0"
+    keys = jnp.stack([jax.random.key(0)] * 4)
+    imgs = renderer(b.spec, b.severity, keys)
+    np.testing.assert_array_equal(imgs[0], clean)
+    d = [_dist(im, clean) for im in imgs]
+    assert d[0] == 0 < d[1] < d[2] < d[3]
+
+
+def test_dynamic_mode_drifts_static_mode_does_not(renderer):
+    spec = shifts.ShiftSpec(("camera",))
+    keys = jnp.stack([jax.random.key(5)] * 2)
+    sev, drift = [[0.5], [0.5]], [0.0, 0.2]
+    first = renderer(spec, sev, keys, drift=drift)
+    later = renderer(shifts.ShiftSpec(("camera", "fog")), [[0.5, 0], [0.5, 0]], keys, drift, 3)
+    np.testing.assert_array_equal(first[0], later[0])  # fixed for the episode
+    assert _dist(first[1], later[1]) > 0.5  # drifts step by step
+    u = jax.vmap(
+        lambda k: (
+            jax.lax.fori_loop(
+                0, 200, lambda _, st: shifts.advance(spec, st), shifts.sample(spec, k, [1.0], 0.5)
+            ).u
+        )
+    )(keys)
+    assert np.all(np.abs(np.asarray(u)) <= 1.0)  # the walk stays inside [-1, 1]
+
+
+def test_presets_resolve_and_compose():
+    assert shifts.get("id").families == {}
+    assert shifts.get("texture").families == {"dark_wood": 1.0}
+    assert set(shifts.get("strong").families) == {"fog", "light", "night", "rain"}
+    for s in shifts.DCS_LEVELS:
+        p = shifts.get(f"dcs-{s:g}")
+        assert set(p.families.values()) == {s} and p.drift == 0
+        assert shifts.get(f"dcs-{s:g}-dynamic").drift > 0
+    c = shifts.get("texture+fog@0.3+weak")
+    assert c.families["dark_wood"] == 1.0 and c.families["fog"] == 0.3
+    assert shifts.compose("weak", "strong").families == shifts.get("strong").families
+    assert [p.families["fog"] for p in shifts.ladder("fog", [0.1, 0.2])] == [0.1, 0.2]
+
+
+@pytest.mark.parametrize(
+    "name, match",
+    [
+        ("sunny", "valid presets: .*'strong'"),
+        ("fog@1.5", r"severity must be in \[0, 1\], got 1.5"),
+        ("fog@-0.1", r"severity must be in \[0, 1\]"),
+        ("smoke@0.5", "unknown shift family 'smoke'; valid families: .*'fog'"),
+        ("fog@lots", "expected FAMILY@S"),
+        ("", "non-empty name"),
+    ],
+)
+def test_bad_names_and_severities_raise(name, match):
+    with pytest.raises(ValueError, match=match):
+        shifts.get(name)
+
+
+def test_ladder_rejects_out_of_range():
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        shifts.ladder("strong", [0.5, 2.0])
