@@ -1,8 +1,8 @@
 """Image-level shift families: they edit the rendered image (float32 ``[H, W, 3]`` in [0, 1]).
 
 Each family is ``fn(img, s, u, t, key) -> img`` with the traced severity ``s`` in [0, 1], the
-family's per-episode draws ``u`` in [-1, 1], the step count ``t`` and a per-step ``key`` (for sensor noise and moving
-rain). The effect grows with ``s``; ``families`` selects the input at ``s = 0``.
+family's per-episode draws ``u`` in [-1, 1], the step count ``t`` (moving rain) and a per-step
+``key`` (sensor noise). The effect grows with ``s``; ``families`` selects the input at ``s = 0``.
 """
 
 from __future__ import annotations

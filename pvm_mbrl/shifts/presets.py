@@ -116,7 +116,9 @@ def get(name: str | Preset) -> Preset:
         try:
             s = float(sev)
         except ValueError:
-            raise ValueError(f"bad severity in {name!r}; expected FAMILY@S with S in [0, 1]")
+            raise ValueError(
+                f"bad severity in {name!r}; expected FAMILY@S with S in [0, 1]"
+            ) from None
         check_family(fam)
         return Preset.of(name, {fam: s})
     raise ValueError(
