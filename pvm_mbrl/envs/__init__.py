@@ -1,0 +1,47 @@
+"""Environments: MJX physics, on-device rendering, composable wrappers, a registry.
+
+    from pvm_mbrl import envs
+    env = envs.make("PickCube", image_size=64, camera="wrist", num_envs=16)
+    state = env.reset(jax.random.PRNGKey(0))
+    state = env.step(state, actions)                     # actions [16, 4] in [-1, 1]
+
+``envs.render`` (the ray caster) is imported on first use.
+"""
+
+import importlib
+
+from pvm_mbrl.envs.core import Env, Space, State, checked_step, validate_action
+from pvm_mbrl.envs.registry import make, register, registered
+from pvm_mbrl.envs.wrappers import (
+    ActionRepeat,
+    AutoReset,
+    BatchEnv,
+    PixelsOnly,
+    TimeLimit,
+    Wrapper,
+    rollout,
+)
+
+__all__ = [
+    "ActionRepeat",
+    "AutoReset",
+    "BatchEnv",
+    "Env",
+    "PixelsOnly",
+    "Space",
+    "State",
+    "TimeLimit",
+    "Wrapper",
+    "checked_step",
+    "make",
+    "register",
+    "registered",
+    "rollout",
+    "validate_action",
+]
+
+
+def __getattr__(name):
+    if name in ("render", "manipulation", "brax_adapter"):
+        return importlib.import_module(f"pvm_mbrl.envs.{name}")
+    raise AttributeError(f"module 'pvm_mbrl.envs' has no attribute {name!r}")

@@ -1,0 +1,159 @@
+"""Environment core: ``State``, ``Space`` and the abstract ``Env``.
+
+An env is a Python object holding static things (MuJoCo model, render geometry, image size);
+everything sampled per episode lives in the traced ``State``, so ``reset`` and ``step`` are pure
+functions that compose with ``jax.jit``, ``vmap`` and ``lax.scan``.
+
+``step`` is split in two so wrappers can skip work: ``advance`` runs physics, reward and
+metrics (the observation is left stale) and ``observe`` fills ``state.obs`` (rendering pixels if
+the env renders). ``step(state, action) == observe(advance(state, action))``.
+
+Actions live in ``[-1, 1]^A``. Out-of-range values are clipped (documented in
+``action_space``). A wrong shape or a non-float dtype raises ``ValueError`` at trace time. NaN
+actions raise ``ValueError`` when the action is concrete (an eager call); inside ``jit`` use
+:func:`checked_step`, which wraps ``step`` with ``jax.experimental.checkify``.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+from jax.experimental import checkify
+
+
+@struct.dataclass
+class State:
+    """One env's (or a batch's) state. ``data`` is the ``mjx.Data`` of the physics.
+
+    ``obs``: ``pixels`` uint8 [H, W, 3] (when rendering), ``proprio`` float32 [P] and, when the
+    observation mode includes it, ``state`` float32 [S]. ``metrics`` holds float scalars
+    (``success`` among them); ``info`` holds per-episode traced task data (goal, object choice,
+    scene params under ``"scene"``) and wrapper bookkeeping.
+    """
+
+    data: Any
+    obs: dict[str, jax.Array]
+    reward: jax.Array
+    done: jax.Array
+    metrics: dict[str, jax.Array] = struct.field(default_factory=dict)
+    info: dict[str, Any] = struct.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Space:
+    """A box space: ``shape``, ``dtype`` and elementwise bounds ``low``/``high``."""
+
+    shape: tuple[int, ...]
+    dtype: Any
+    low: float | np.ndarray
+    high: float | np.ndarray
+    doc: str = ""
+
+    def contains(self, x) -> bool:
+        """Whether the (concrete) array ``x`` has this shape, dtype and lies in bounds."""
+        x = np.asarray(x)
+        return (
+            x.shape == self.shape
+            and x.dtype == np.dtype(self.dtype)
+            and bool(np.all(x >= self.low) & np.all(x <= self.high))
+        )
+
+    def sample(self, key: jax.Array) -> jax.Array:
+        """Uniform sample (floats) or uniform integers (ints) within bounds."""
+        if jnp.issubdtype(self.dtype, jnp.floating):
+            return jax.random.uniform(key, self.shape, self.dtype, self.low, self.high)
+        return jax.random.randint(key, self.shape, self.low, np.asarray(self.high) + 1, self.dtype)
+
+
+def validate_action(action, shape: tuple[int, ...]) -> jax.Array:
+    """Check ``action`` against ``shape`` (trace time) and NaN (when concrete); clip to [-1, 1]."""
+    a_shape = tuple(np.shape(action))
+    if a_shape != tuple(shape):
+        raise ValueError(f"action must have shape {tuple(shape)}, got {a_shape}")
+    dtype = action.dtype if hasattr(action, "dtype") else np.asarray(action).dtype
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(f"action must be a float array of shape {tuple(shape)}, got dtype {dtype}")
+    if not isinstance(action, jax.core.Tracer) and np.isnan(np.asarray(action)).any():
+        raise ValueError("action contains NaN")
+    return jnp.clip(jnp.asarray(action, jnp.float32), -1.0, 1.0)
+
+
+class Env(abc.ABC):
+    """Abstract environment. Subclasses implement ``reset``, ``advance`` and ``observe``."""
+
+    @abc.abstractmethod
+    def reset(self, key: jax.Array) -> State:
+        """Initial state of a new episode sampled from ``key``."""
+
+    @abc.abstractmethod
+    def advance(self, state: State, action: jax.Array) -> State:
+        """Physics, reward, done and metrics for one step; ``state.obs`` is left stale."""
+
+    @abc.abstractmethod
+    def observe(self, state: State) -> State:
+        """Fill ``state.obs`` from ``state.data`` and ``state.info``."""
+
+    def step(self, state: State, action: jax.Array) -> State:
+        """One control step: ``observe(advance(state, action))``."""
+        return self.observe(self.advance(state, action))
+
+    @property
+    @abc.abstractmethod
+    def observation_space(self) -> dict[str, Space]:
+        """Observation spaces keyed like ``State.obs``."""
+
+    @property
+    @abc.abstractmethod
+    def action_space(self) -> Space:
+        """Action space (float32, [-1, 1]; out-of-range actions are clipped)."""
+
+    @property
+    def episode_length(self) -> int:
+        """Steps per episode (set by the task or the ``TimeLimit`` wrapper)."""
+        return self._episode_length
+
+    @property
+    def max_step_reward(self) -> float:
+        """Upper bound of one step's reward."""
+        return 1.0
+
+    @property
+    def max_episode_return(self) -> float:
+        """Declared task maximum of an episode's return, used to normalise returns."""
+        return float(self.max_step_reward * self.episode_length)
+
+    @property
+    def mj_model(self):
+        """The ``mujoco.MjModel`` (static)."""
+        return self._mj_model
+
+    @property
+    def mjx_model(self):
+        """The ``mjx.Model`` placed on the device (static)."""
+        return self._mjx_model
+
+    @property
+    def unwrapped(self) -> Env:
+        return self
+
+
+def checked_step(env: Env):
+    """``step`` that checks for NaN actions inside ``jit`` via ``checkify``.
+
+    Returns ``f(state, action) -> (error, state)``; call ``error.throw()`` to raise::
+
+        err, state = jax.jit(checked_step(env))(state, action)
+        err.throw()
+    """
+
+    def step(state, action):
+        checkify.check(~jnp.any(jnp.isnan(action)), "action contains NaN")
+        return env.step(state, action)
+
+    return checkify.checkify(step)

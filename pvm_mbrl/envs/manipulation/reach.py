@@ -1,0 +1,43 @@
+"""Reach: move the tool centre point to a target marker.
+
+The target's x/y come from the split's position region (central disc or outer ring), its
+height from [0.04, 0.2] m. Reward ``1 - tanh(10 d)`` (d: tcp-target distance), so at most 1
+per step; success when ``d < SUCCESS_DIST``. State vector: target (3), target - tcp (3).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from pvm_mbrl.envs.manipulation import base, objects
+
+SUCCESS_DIST = 0.02
+
+
+class Reach(base.ManipulationEnv):
+    """Reach task. Splits: "train", "outer_positions" (target x/y in the outer ring)."""
+
+    task_state_size = 6
+    default_episode_length = 50
+
+    def __init__(self, split: str = "train", **kwargs):
+        objects.check_split(split, ("train", "outer_positions"))
+        self.split = split
+        super().__init__(objects=(), markers=("goal",), **kwargs)
+
+    def _init_episode(self, key, qpos, mocap_pos):
+        k_xy, k_z = jax.random.split(key)
+        xy = objects.sample_xy(k_xy, self.split)
+        z = jax.random.uniform(k_z, (1,), minval=0.04, maxval=0.2)
+        target = jnp.concatenate([xy, z])
+        mocap_pos = mocap_pos.at[self._marker["goal"]].set(target)
+        return qpos, mocap_pos, {}
+
+    def _reward(self, data, info):
+        d = jnp.linalg.norm(self.marker_pos(data) - self.tcp_pos(data))
+        return base.tanh_reward(d), {"success": (d < SUCCESS_DIST), "distance": d}
+
+    def _task_state(self, data, info):
+        target = self.marker_pos(data)
+        return jnp.concatenate([target, target - self.tcp_pos(data)])

@@ -1,0 +1,73 @@
+"""Task registry and ``make``: name -> fully wrapped env."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pvm_mbrl.envs import core, wrappers
+
+_REGISTRY: dict[str, Callable[..., core.Env]] = {}
+
+
+def register(name: str, factory: Callable[..., core.Env]) -> None:
+    """Register ``factory(**task_kwargs) -> Env`` under ``name`` (replacing an earlier one)."""
+    _REGISTRY[name] = factory
+
+
+def registered() -> tuple[str, ...]:
+    """Names of the registered tasks, sorted."""
+    _register_builtin()
+    return tuple(sorted(_REGISTRY))
+
+
+def make(
+    name: str,
+    *,
+    image_size: int = 64,
+    camera: str = "wrist",
+    obs_mode: str = "pixels",
+    split: str = "train",
+    action_repeat: int = 1,
+    episode_length: int | None = None,
+    render_shadows: bool = True,
+    render: bool | None = None,
+    num_envs: int | None = None,
+    auto_reset: bool = True,
+    **task_kwargs,
+) -> core.Env:
+    """Build task ``name`` wrapped as ``AutoReset(BatchEnv(TimeLimit(ActionRepeat(task))))``.
+
+    ``episode_length`` counts agent steps (after action repeat; default: the task's).
+    ``num_envs=None`` leaves out ``BatchEnv``; ``auto_reset=False`` leaves out ``AutoReset``.
+    ``render=False`` (only with ``obs_mode="state"``) skips the renderer for physics speed.
+    Other keyword arguments go to the task (e.g. ``substeps``, ``impl``).
+    """
+    _register_builtin()
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown env {name!r}; registered: {', '.join(registered())}")
+    env = _REGISTRY[name](
+        image_size=image_size,
+        camera=camera,
+        obs_mode=obs_mode,
+        split=split,
+        render=render,
+        render_shadows=render_shadows,
+        **task_kwargs,
+    )
+    length = episode_length or env.episode_length
+    env = wrappers.ActionRepeat(env, action_repeat)
+    env = wrappers.TimeLimit(env, length)
+    if num_envs is not None:
+        env = wrappers.BatchEnv(env, num_envs)
+    if auto_reset:
+        env = wrappers.AutoReset(env)
+    return env
+
+
+def _register_builtin() -> None:
+    if _REGISTRY.keys() >= {"Reach", "Push", "PickCube", "PickObject"}:
+        return
+    from pvm_mbrl.envs.manipulation import PickCube, PickObject, Push, Reach
+
+    for cls in (Reach, Push, PickCube, PickObject):
+        _REGISTRY.setdefault(cls.__name__, cls)

@@ -1,0 +1,286 @@
+"""Thin composable wrappers and a ``lax.scan`` rollout.
+
+Typical order (what ``make`` builds): ``AutoReset(BatchEnv(TimeLimit(ActionRepeat(task))))``.
+Wrappers forward everything they do not change (attributes, ``advance``/``observe``) to the
+wrapped env.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pvm_mbrl.envs import core
+
+
+class Wrapper(core.Env):
+    """Forwards to ``self.env``; subclasses override what they change."""
+
+    def __init__(self, env: core.Env):
+        self.env = env
+
+    def reset(self, key):
+        return self.env.reset(key)
+
+    def advance(self, state, action):
+        return self.env.advance(state, action)
+
+    def observe(self, state):
+        return self.env.observe(state)
+
+    def step(self, state, action):
+        return self.observe(self.advance(state, action))
+
+    @property
+    def observation_space(self):
+        return self.env.observation_space
+
+    @property
+    def action_space(self):
+        return self.env.action_space
+
+    @property
+    def episode_length(self):
+        return self.env.episode_length
+
+    @property
+    def max_step_reward(self):
+        return self.env.max_step_reward
+
+    @property
+    def mj_model(self):
+        return self.env.mj_model
+
+    @property
+    def mjx_model(self):
+        return self.env.mjx_model
+
+    @property
+    def unwrapped(self):
+        return self.env.unwrapped
+
+    def __getattr__(self, name):
+        if name == "env":  # not set yet (e.g. during unpickling): avoid infinite recursion
+            raise AttributeError(name)
+        return getattr(self.env, name)
+
+
+class ActionRepeat(Wrapper):
+    """Repeat each action ``repeat`` times (physics only), sum the rewards, observe once.
+
+    Rewards after a ``done`` inside the repeat are not added; ``done`` is kept once set.
+    """
+
+    def __init__(self, env: core.Env, repeat: int):
+        if int(repeat) < 1:
+            raise ValueError(f"action repeat must be >= 1, got {repeat}")
+        super().__init__(env)
+        self.repeat = int(repeat)
+
+    def advance(self, state, action):
+        if self.repeat == 1:
+            return self.env.advance(state, action)
+
+        def body(carry, _):
+            s, total, done = carry
+            s = self.env.advance(s, action)
+            total = total + s.reward * (1.0 - done)
+            return (s, total, jnp.maximum(done, s.done)), None
+
+        zero = jnp.zeros_like(state.reward)
+        (state, total, done), _ = jax.lax.scan(body, (state, zero, zero), None, self.repeat)
+        return state.replace(reward=total, done=done)
+
+    @property
+    def max_step_reward(self):
+        return self.env.max_step_reward * self.repeat
+
+
+class TimeLimit(Wrapper):
+    """End episodes after ``episode_length`` steps: ``done = 1`` and ``info["truncation"] = 1``
+    (truncation is 0 when the task itself ended the episode on that step)."""
+
+    def __init__(self, env: core.Env, episode_length: int):
+        if int(episode_length) < 1:
+            raise ValueError(f"episode_length must be >= 1, got {episode_length}")
+        super().__init__(env)
+        self._episode_length = int(episode_length)
+
+    @property
+    def episode_length(self):
+        return self._episode_length
+
+    def reset(self, key):
+        state = self.env.reset(key)
+        zero = jnp.zeros_like(state.reward)
+        info = {**state.info, "steps": jnp.zeros_like(state.reward, jnp.int32), "truncation": zero}
+        return state.replace(info=info)
+
+    def advance(self, state, action):
+        state = self.env.advance(state, action)
+        steps = state.info["steps"] + 1
+        out_of_time = (steps >= self._episode_length).astype(state.done.dtype)
+        truncation = out_of_time * (1.0 - state.done)
+        done = jnp.maximum(state.done, out_of_time)
+        return state.replace(
+            done=done, info={**state.info, "steps": steps, "truncation": truncation}
+        )
+
+
+class BatchEnv(Wrapper):
+    """``num_envs`` envs stepped with ``jax.vmap``; every field gains a leading batch axis.
+
+    ``reset(key)`` splits one key into ``num_envs`` keys, or takes a batch of keys directly.
+    """
+
+    def __init__(self, env: core.Env, num_envs: int):
+        if int(num_envs) < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        super().__init__(env)
+        self.num_envs = int(num_envs)
+
+    def reset(self, key):
+        key = jnp.asarray(key)
+        is_typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+        if key.ndim == (1 if is_typed else 2):
+            if key.shape[0] != self.num_envs:
+                raise ValueError(f"expected {self.num_envs} reset keys, got {key.shape[0]}")
+            keys = key
+        else:
+            keys = jax.random.split(key, self.num_envs)
+        return jax.vmap(self.env.reset)(keys)
+
+    def _check(self, action):
+        expected = (self.num_envs, *self.env.action_space.shape)
+        if tuple(jnp.shape(action)) != expected:
+            raise ValueError(f"batched action must have shape {expected}, got {jnp.shape(action)}")
+
+    def advance(self, state, action):
+        self._check(action)
+        return jax.vmap(self.env.advance)(state, action)
+
+    def observe(self, state):
+        return jax.vmap(self.env.observe)(state)
+
+    def step(self, state, action):
+        self._check(action)
+        return jax.vmap(self.env.step)(state, action)
+
+
+class AutoReset(Wrapper):
+    """Start a new episode (fresh random draw) where ``done``; the returned state keeps the
+    step's ``reward``, ``done`` and ``metrics`` but the new episode's data and observation.
+
+    The reset runs under ``lax.cond(any(done))``, so batched envs whose episodes end together
+    (fixed length) pay for it once per episode. Reset keys live in ``info["reset_key"]``.
+    """
+
+    def reset(self, key):
+        k_env, k_reset = jax.random.split(jnp.asarray(key))
+        state = self.env.reset(k_env)
+        batch = state.done.shape  # one reset key per env, batched like ``done``
+        keys = jax.random.split(k_reset, int(np.prod(batch, dtype=int)))
+        keys = keys.reshape(batch + keys.shape[1:])
+        return state.replace(info={**state.info, "reset_key": keys})
+
+    def step(self, state, action):
+        state = self.env.step(state, action)
+        done = state.done.astype(bool)
+
+        def do_reset(state):
+            key, sub = _split(state.info["reset_key"])
+            fresh = self.env.reset(sub)
+
+            def pick(new, old):
+                mask = done.reshape(done.shape + (1,) * (old.ndim - done.ndim))
+                return jnp.where(mask, new, old)
+
+            data = jax.tree.map(pick, fresh.data, state.data)
+            obs = jax.tree.map(pick, fresh.obs, state.obs)
+            info = {
+                k: (jax.tree.map(pick, fresh.info[k], v) if k in fresh.info else v)
+                for k, v in state.info.items()
+            }
+            for k in ("truncation",):
+                if k in state.info:
+                    info[k] = state.info[k]
+            info["reset_key"] = key
+            return state.replace(data=data, obs=obs, info=info)
+
+        return jax.lax.cond(jnp.any(done), do_reset, lambda s: s, state)
+
+    def advance(self, state, action):
+        """Same as ``step``: a reset needs the new episode's observation."""
+        return self.step(state, action)
+
+
+def _split(key):
+    """Split a key or a batch of keys; returns (carry, subkey) with the input's batch shape."""
+    is_typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+    if key.ndim == (0 if is_typed else 1):
+        k = jax.random.split(key)
+        return k[0], k[1]
+    k = jax.vmap(jax.random.split)(key)
+    return k[:, 0], k[:, 1]
+
+
+class PixelsOnly(Wrapper):
+    """View whose observation is the ``pixels`` array alone (not a dict)."""
+
+    def observe(self, state):
+        state = self.env.observe(state)
+        return state.replace(obs=state.obs["pixels"])
+
+    def reset(self, key):
+        state = self.env.reset(key)
+        return state.replace(obs=state.obs["pixels"])
+
+    def step(self, state, action):
+        inner = state.replace(obs={"pixels": state.obs})
+        out = self.env.step(inner, action)
+        return out.replace(obs=out.obs["pixels"])
+
+    @property
+    def observation_space(self):
+        spaces = self.env.observation_space
+        if "pixels" not in spaces:
+            raise ValueError("PixelsOnly needs an env whose obs_mode includes pixels")
+        return spaces["pixels"]
+
+
+def rollout(
+    env: core.Env,
+    policy_fn: Callable,
+    state: core.State,
+    num_steps: int,
+    key: jax.Array | None = None,
+):
+    """Run ``num_steps`` steps inside one ``lax.scan``.
+
+    ``policy_fn(state, key) -> action`` (batched state in, batched action out for a batched
+    env). Returns ``(final_state, trajectory)`` where ``trajectory`` stacks, per step, the
+    observation the action was chosen from (``obs``), ``action``, ``reward``, ``done``,
+    ``metrics`` and (under ``TimeLimit``) ``truncation`` along a leading time axis. Pure: wrap
+    it in ``jax.jit`` (``env``, ``policy_fn`` and ``num_steps`` static).
+    """
+    key = jax.random.PRNGKey(0) if key is None else key
+
+    def body(carry, k):
+        s = carry
+        action = policy_fn(s, k)
+        nxt = env.step(s, action)
+        out = {
+            "obs": s.obs,
+            "action": action,
+            "reward": nxt.reward,
+            "done": nxt.done,
+            "metrics": nxt.metrics,
+        }
+        if "truncation" in nxt.info:
+            out["truncation"] = nxt.info["truncation"]
+        return nxt, out
+
+    return jax.lax.scan(body, state, jax.random.split(key, num_steps))

@@ -1,0 +1,157 @@
+"""Core env API: spaces, wrappers, scan rollouts, batching, auto-reset, time limit, action
+repeat, invalid actions, determinism. Physics-only Reach (no contacts) keeps compiles short."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pvm_mbrl import envs
+from pvm_mbrl.envs.manipulation import Reach, scripted
+
+B, T = 4, 5
+
+
+@pytest.fixture(scope="module")
+def batched():
+    """Reach, state obs, 4 envs, 5-step episodes with auto-reset, and a jitted scan rollout."""
+    env = envs.make("Reach", obs_mode="state", num_envs=B, episode_length=T)
+    task = env.unwrapped
+
+    def policy(state, key):
+        return jax.vmap(lambda s: scripted.reach(task, s))(state)
+
+    reset = jax.jit(env.reset)
+    run = jax.jit(lambda s: envs.rollout(env, policy, s, T + 2))
+    return env, reset, run
+
+
+@pytest.fixture(scope="module")
+def single():
+    """Unwrapped Reach task with jitted reset/advance."""
+    task = Reach(obs_mode="state")
+    return task, jax.jit(task.reset), jax.jit(task.advance)
+
+
+def test_spaces_match_observations(batched):
+    env, reset, _ = batched
+    state = reset(jax.random.PRNGKey(0))
+    spaces = env.observation_space
+    assert set(spaces) == set(state.obs) == {"proprio", "state"}
+    for k, space in spaces.items():
+        assert state.obs[k].shape == (B, *space.shape)
+        assert state.obs[k].dtype == space.dtype
+    a = env.action_space
+    assert a.shape == (4,) and a.low == -1.0 and a.high == 1.0 and "clipped" in a.doc
+    assert env.episode_length == T
+    assert env.max_episode_return == pytest.approx(T * 1.0)
+    assert np.all(np.asarray(state.metrics["success"]) >= 0)
+
+
+def test_reset_is_deterministic_from_key(batched):
+    _, reset, _ = batched
+    a, b = reset(jax.random.PRNGKey(3)), reset(jax.random.PRNGKey(3))
+    c = reset(jax.random.PRNGKey(4))
+    chex_equal = jax.tree.map(lambda x, y: bool(jnp.array_equal(x, y)), a, b)
+    assert all(jax.tree.leaves(chex_equal))
+    assert not np.allclose(a.obs["state"], c.obs["state"])
+    goals = np.asarray(a.obs["state"][:, 8:11])
+    assert len({tuple(g) for g in goals.round(6)}) == B  # each env draws its own target
+
+
+def test_scan_rollout_time_limit_and_autoreset(batched):
+    _env, reset, run = batched
+    state = reset(jax.random.PRNGKey(1))
+    final, traj = run(state)
+    done = np.asarray(traj["done"])
+    assert done.shape == (T + 2, B)
+    np.testing.assert_array_equal(done[T - 1], 1.0)  # time limit hits on step T
+    np.testing.assert_array_equal(done[: T - 1], 0.0)
+    np.testing.assert_array_equal(done[T:], 0.0)
+    np.testing.assert_array_equal(np.asarray(traj["truncation"]), done)  # ended by time only
+    assert np.all(np.isfinite(np.asarray(traj["reward"])))
+    assert np.all((np.asarray(traj["reward"]) > 0) & (np.asarray(traj["reward"]) <= 1))
+    # After the reset the step counter restarted and fresh targets were drawn.
+    np.testing.assert_array_equal(np.asarray(final.info["steps"]), 2)
+    goal_before = np.asarray(traj["obs"]["state"][T - 1, :, 8:11])
+    goal_after = np.asarray(traj["obs"]["state"][T, :, 8:11])
+    assert not np.allclose(goal_before, goal_after)
+
+
+def test_batch_matches_single_env(batched, single):
+    _env, reset, _ = batched
+    _task, reset1, _ = single
+    key = jax.random.PRNGKey(5)
+    batch = reset(key)
+    # AutoReset splits off the envs' key, BatchEnv splits it into one key per env.
+    keys = jax.random.split(jax.random.split(key)[0], B)
+    one = reset1(keys[2])
+    np.testing.assert_allclose(batch.obs["state"][2], one.obs["state"], rtol=1e-6, atol=1e-6)
+
+
+def test_action_repeat_sums_rewards_and_repeats_physics(single):
+    task, reset1, advance = single
+    rep = envs.ActionRepeat(task, 2)
+    state = reset1(jax.random.PRNGKey(2))
+    a = jnp.array([0.5, -0.3, 0.2, 1.0])
+    twice = advance(advance(state, a), a)
+    once = advance(state, a)
+    repeated = jax.jit(rep.advance)(state, a)
+    np.testing.assert_allclose(repeated.data.qpos, twice.data.qpos, atol=1e-6)
+    np.testing.assert_allclose(repeated.reward, once.reward + twice.reward, rtol=1e-5)
+    assert rep.max_step_reward == 2.0 * task.max_step_reward
+
+
+def test_out_of_range_actions_are_clipped(single):
+    _task, reset1, advance = single
+    state = reset1(jax.random.PRNGKey(0))
+    big = advance(state, jnp.array([5.0, -7.0, 3.0, 9.0]))
+    unit = advance(state, jnp.array([1.0, -1.0, 1.0, 1.0]))
+    np.testing.assert_allclose(big.data.qpos, unit.data.qpos)
+
+
+def test_invalid_actions_raise(single, batched):
+    task, reset1, _ = single
+    state = reset1(jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match=r"\(4,\)"):
+        task.step(state, jnp.zeros(3))
+    with pytest.raises(ValueError, match="float"):
+        task.step(state, jnp.zeros(4, jnp.int32))
+    with pytest.raises(ValueError, match="NaN"):
+        task.step(state, jnp.array([0.0, jnp.nan, 0.0, 0.0]))
+    with pytest.raises(ValueError, match=r"\(4,\)"):  # also when traced under jit
+        jax.jit(task.step)(state, jnp.zeros((2, 4)))
+    env, reset, _ = batched
+    with pytest.raises(ValueError, match=r"\(4, 4\)"):
+        env.step(reset(jax.random.PRNGKey(0)), jnp.zeros((3, 4)))
+    # Inside jit NaNs are caught with checkify.
+    checked = jax.jit(envs.checked_step(task))
+    err, _ = checked(state, jnp.array([jnp.nan, 0.0, 0.0, 0.0]))
+    with pytest.raises(Exception, match="NaN"):
+        err.throw()
+    err, _ = checked(state, jnp.zeros(4))
+    err.throw()
+
+
+def test_make_errors():
+    with pytest.raises(ValueError, match="PickCube"):
+        envs.make("NoSuchTask")
+    with pytest.raises(ValueError, match="render"):
+        envs.make("Reach", obs_mode="pixels", render=False)
+    with pytest.raises(ValueError, match="split"):
+        envs.make("Reach", split="novel_objects")
+    with pytest.raises(ValueError, match="camera"):
+        envs.make("Reach", camera="top")
+    assert set(envs.registered()) >= {"Reach", "Push", "PickCube", "PickObject"}
+
+
+def test_pixel_observations_and_scene_params():
+    env = envs.make("Reach", image_size=16, camera="front", obs_mode="pixels+state", num_envs=2)
+    state = jax.jit(env.reset)(jax.random.PRNGKey(0))
+    px = state.obs["pixels"]
+    assert px.shape == (2, 16, 16, 3) and px.dtype == jnp.uint8
+    assert env.observation_space["pixels"].shape == (16, 16, 3)
+    assert "scene" in state.info  # per-env traced visual properties
+    assert int(px.max()) > int(px.min())  # a real image, not a constant
+    view = envs.PixelsOnly(env)
+    assert view.observation_space.shape == (16, 16, 3)
