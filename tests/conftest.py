@@ -11,7 +11,7 @@ import pathlib
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import jax  # noqa: E402
+import jax
 
 _CACHE = pathlib.Path(
     os.environ.get("PVM_MBRL_JAX_CACHE", pathlib.Path(__file__).resolve().parents[1] / ".cache/jax")

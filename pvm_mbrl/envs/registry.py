@@ -33,6 +33,7 @@ def make(
     render: bool | None = None,
     num_envs: int | None = None,
     auto_reset: bool = True,
+    shift=None,
     **task_kwargs,
 ) -> core.Env:
     """Build task ``name`` wrapped as ``AutoReset(BatchEnv(TimeLimit(ActionRepeat(task))))``.
@@ -40,6 +41,7 @@ def make(
     ``episode_length`` counts agent steps (after action repeat; default: the task's).
     ``num_envs=None`` leaves out ``BatchEnv``; ``auto_reset=False`` leaves out ``AutoReset``.
     ``render=False`` (only with ``obs_mode="state"``) skips the renderer for physics speed.
+    ``shift`` renders under a visual shift preset, or one preset per env (see ``shifts.apply``).
     Other keyword arguments go to the task (e.g. ``substeps``, ``impl``).
     """
     _register_builtin()
@@ -54,6 +56,15 @@ def make(
         render_shadows=render_shadows,
         **task_kwargs,
     )
+    if shift is not None:
+        from pvm_mbrl import shifts
+
+        batch = shifts.batch(shift)
+        if len(batch.names) > 1 and (num_envs or 1) % len(batch.names):
+            raise ValueError(
+                f"{len(batch.names)} presets need num_envs to be a multiple of {len(batch.names)}"
+            )
+        env.set_shift(batch)
     length = episode_length or env.episode_length
     env = wrappers.ActionRepeat(env, action_repeat)
     env = wrappers.TimeLimit(env, length)

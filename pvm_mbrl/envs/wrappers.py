@@ -15,6 +15,8 @@ import numpy as np
 
 from pvm_mbrl.envs import core
 
+ENV_AXIS = "env"  # name of BatchEnv's vmap axis
+
 
 class Wrapper(core.Env):
     """Forwards to ``self.env``; subclasses override what they change."""
@@ -134,6 +136,7 @@ class BatchEnv(Wrapper):
     """``num_envs`` envs stepped with ``jax.vmap``; every field gains a leading batch axis.
 
     ``reset(key)`` splits one key into ``num_envs`` keys, or takes a batch of keys directly.
+    The vmap axis is named ``"env"`` so an env can read its index (``shifts.env_index``).
     """
 
     def __init__(self, env: core.Env, num_envs: int):
@@ -151,7 +154,7 @@ class BatchEnv(Wrapper):
             keys = key
         else:
             keys = jax.random.split(key, self.num_envs)
-        return jax.vmap(self.env.reset)(keys)
+        return jax.vmap(self.env.reset, axis_name=ENV_AXIS)(keys)
 
     def _check(self, action):
         expected = (self.num_envs, *self.env.action_space.shape)
@@ -160,14 +163,14 @@ class BatchEnv(Wrapper):
 
     def advance(self, state, action):
         self._check(action)
-        return jax.vmap(self.env.advance)(state, action)
+        return jax.vmap(self.env.advance, axis_name=ENV_AXIS)(state, action)
 
     def observe(self, state):
-        return jax.vmap(self.env.observe)(state)
+        return jax.vmap(self.env.observe, axis_name=ENV_AXIS)(state)
 
     def step(self, state, action):
         self._check(action)
-        return jax.vmap(self.env.step)(state, action)
+        return jax.vmap(self.env.step, axis_name=ENV_AXIS)(state, action)
 
 
 class AutoReset(Wrapper):

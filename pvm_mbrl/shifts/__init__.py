@@ -9,6 +9,7 @@ night, fog, camera, background, distractors); image families edit the rendered p
 jitter, sensor noise, blur, rain, occluders, random convolution). See ``presets`` for names.
 """
 
+from pvm_mbrl.shifts.apply import apply, env_index
 from pvm_mbrl.shifts.families import (
     FAMILIES,
     Family,
@@ -44,10 +45,12 @@ __all__ = [
     "ShiftSpec",
     "ShiftState",
     "advance",
+    "apply",
     "apply_image",
     "apply_scene",
     "batch",
     "compose",
+    "env_index",
     "get",
     "ladder",
     "render_shifted",

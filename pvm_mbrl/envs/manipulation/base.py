@@ -9,6 +9,11 @@ Observations: ``proprio`` (8,) = tcp position (3), gripper velocity (3), finger 
 ``state`` = ``proprio`` followed by the task's state vector; ``pixels`` uint8 [H, W, 3] from the
 ``wrist`` or ``front`` camera, rendered by ``envs.render`` with the per-env ``SceneParams`` kept
 in ``state.info["scene"]``.
+
+Visual shifts (``shift=`` or ``shifts.apply``): the env's ``shifts.ShiftBatch`` is static; each
+env's severities, per-episode draws and step count (``shifts.ShiftState``) are traced in
+``state.info["shift"]``, sampled at reset (env ``i`` of a ``BatchEnv`` takes preset
+``i % len(presets)``) and advanced every control step; shifts change only what is drawn.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ class ManipulationEnv(core.Env):
       episode_length: control steps per episode (applied by ``TimeLimit``).
       substeps: physics steps per control step.
       impl: MJX implementation passed to ``mjx.put_model`` ("jax"; "warp" where installed).
+      shift: visual shift preset(s) (see ``pvm_mbrl.shifts``); ``None`` renders the default look.
     """
 
     task_state_size = 0
@@ -62,6 +68,7 @@ class ManipulationEnv(core.Env):
         substeps: int = 8,
         impl: str = "jax",
         max_contact_points: int | None = None,
+        shift=None,
     ):
         if obs_mode not in OBS_MODES:
             raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {obs_mode!r}")
@@ -98,10 +105,46 @@ class ManipulationEnv(core.Env):
         self._ctrl_low = jnp.asarray(m.actuator_ctrlrange[:, 0], jnp.float32)
         self._ctrl_high = jnp.asarray(m.actuator_ctrlrange[:, 1], jnp.float32)
         self._geometry = None
-        if self.render:
-            from pvm_mbrl.envs import render as render_lib
+        self.shift = None
+        self.set_shift(shift)
 
-            self._geometry = render_lib.SceneGeometry.from_model(m, geom_groups=(0, 1, 2))
+    def set_shift(self, shift) -> None:
+        """Render under ``shift`` (a preset name, list of presets or ``shifts.ShiftBatch``;
+        ``None`` for none). Changes this object: use ``shifts.apply`` for a shifted copy."""
+        from pvm_mbrl import shifts
+
+        if shift is not None and not isinstance(shift, shifts.ShiftBatch):
+            shift = shifts.batch(shift)
+        if shift is not None and not self.render:
+            raise ValueError("visual shifts need a rendering env (obs_mode with pixels)")
+        self.shift = shift
+        if not self.render:
+            return
+        from pvm_mbrl.envs import render as render_lib
+
+        # Distractors (group 2) are drawn only when a shift can show them.
+        with_distractors = shift is not None and "distractors" in shift.spec.families
+        groups = (0, 1, 2) if with_distractors else (0, 1)
+        self._geometry = render_lib.SceneGeometry.from_model(self._mj_model, geom_groups=groups)
+        self._roles = self._scene_roles(self._geometry)
+
+    def _scene_roles(self, geom):
+        from pvm_mbrl import shifts
+
+        def drawn(names):
+            return np.array([geom.index(n) for n in names if n in geom.geom_names], np.int32)
+
+        half = scene.TABLE_HALF
+        return shifts.SceneRoles(
+            table=drawn(["table"]),
+            floor=drawn(["floor"]),
+            objects=drawn([f"{o.name}_geom" for o in self.objects]),
+            robot=drawn(["palm", "wrist", "finger_left_geom", "finger_right_geom"]),
+            distractors=drawn([f"distractor{i}_geom" for i in range(scene.NUM_DISTRACTORS)]),
+            distractor_low=(-0.7 * half[0], -0.7 * half[1], scene.DISTRACTOR_SIZE),
+            distractor_high=(0.7 * half[0], 0.7 * half[1], scene.DISTRACTOR_SIZE),
+            distractor_park=(0.0, 0.0, -scene.TABLE_HEIGHT - 1.0),
+        )
 
     # ----- hooks -----------------------------------------------------------------------------
     def _init_episode(self, key, qpos, mocap_pos):
@@ -193,6 +236,8 @@ class ManipulationEnv(core.Env):
         data = mjx.forward(model, data)
         if self.render:
             info = {**info, "scene": self.scene_params(k_scene)}
+        if self.shift is not None:
+            info = {**info, "shift": self._sample_shift(jax.random.fold_in(k_scene, 1))}
         _, metrics = self._reward(data, info)
         zero = jnp.zeros((), jnp.float32)
         state = core.State(data, {}, zero, zero, _f32(metrics), info)
@@ -209,6 +254,12 @@ class ManipulationEnv(core.Env):
         data = data.replace(ctrl=ctrl)
         data = jax.lax.fori_loop(0, self.substeps, lambda _, d: mjx.step(model, d), data)
         reward, metrics = self._reward(data, state.info)
+        if self.shift is not None:
+            from pvm_mbrl import shifts
+
+            state = state.replace(
+                info={**state.info, "shift": shifts.advance(self.shift.spec, state.info["shift"])}
+            )
         unstable = jnp.any(~jnp.isfinite(data.qpos)).astype(jnp.float32)
         return state.replace(
             data=data,
@@ -227,24 +278,40 @@ class ManipulationEnv(core.Env):
             task = self._task_state(data, state.info)
             obs["state"] = jnp.concatenate([proprio, task]).astype(jnp.float32)
         if "pixels" in self.obs_mode:
-            obs["pixels"] = self.render_pixels(data, state.info["scene"])
+            obs["pixels"] = self.render_pixels(data, state.info)
         return state.replace(obs=obs)
 
-    def render_pixels(self, data, params) -> jax.Array:
-        """uint8 [H, W, 3] image from this env's camera with scene params ``params``."""
+    def _sample_shift(self, key):
+        from pvm_mbrl import shifts
+
+        row = shifts.env_index() % len(self.shift.names)
+        sev, drift = jnp.asarray(self.shift.severity), jnp.asarray(self.shift.drift)
+        return shifts.sample(self.shift.spec, key, sev[row], drift[row])
+
+    def render_pixels(self, data, info) -> jax.Array:
+        """uint8 [H, W, 3] image from this env's camera with the scene params ``info["scene"]``
+        and, when the env has a shift, the shift state ``info["shift"]``."""
+        from pvm_mbrl import shifts
         from pvm_mbrl.envs import render as render_lib
 
         i = self._camera_id
-        out = render_lib.render(
-            self._geometry,
-            params,
+        args = (
             data.geom_xpos,
             data.geom_xmat,
             data.cam_xpos[i],
             data.cam_xmat[i].reshape(3, 3),
-            height=self.image_size,
-            width=self.image_size,
-            shadows=self.render_shadows,
+        )
+        size = dict(height=self.image_size, width=self.image_size, shadows=self.render_shadows)
+        if self.shift is None:
+            return render_lib.render(self._geometry, info["scene"], *args, **size).rgb
+        out = shifts.render_shifted(
+            self._geometry,
+            self._roles,
+            self.shift.spec,
+            info["shift"],
+            info["scene"],
+            *args,
+            **size,
         )
         return out.rgb
 

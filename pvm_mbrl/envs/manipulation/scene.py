@@ -11,8 +11,8 @@ can draw every geom analytically. Layout (metres, z up, table top at z = 0):
 - a wrist camera on the gripper looking straight down between the fingers and a fixed front
   camera;
 - mocap-driven visual markers (goal, target) whose positions are per-episode data;
-- ``NUM_DISTRACTORS`` visual-only mocap geoms (group 2, alpha 0, parked below the floor) that a
-  visual-shift module can move and colour later.
+- ``NUM_DISTRACTORS`` visual-only mocap geoms (group 2, parked below the floor) that the
+  ``distractors`` visual shift shows, moves and colours (drawn only when a shift uses them).
 
 Collision filtering keeps the contact count small (MJX evaluates every candidate pair each
 step): objects touch the table plane (bit 1) and the fingers (bit 2) only; the fingers touch
@@ -39,6 +39,7 @@ FINGER_OPEN = 0.045  # max travel of each finger from the centre line
 Z_MIN = -FINGER_Z + FINGER_HALF[2] + 0.002  # lowest gripper frame height (fingers clear the table)
 Z_MAX = 0.35
 NUM_DISTRACTORS = 4
+DISTRACTOR_SIZE = 0.03
 TIMESTEP = 0.005
 FRONT_CAMERA_POS = (0.0, -0.6, 0.38)
 FRONT_CAMERA_TARGET = (0.0, 0.0, 0.04)
@@ -133,8 +134,9 @@ def build_xml(
     distractors = "".join(
         f"""
     <body name="distractor{i}" mocap="true" pos="{0.3 * i - 0.45} 0 {-TABLE_HEIGHT - 1.0}">
-      <geom name="distractor{i}_geom" type="{shapes[i % 4]}" size="0.03 0.03 0.03"
-            rgba="0.8 0.8 0.8 0" group="2" contype="0" conaffinity="0"/>
+      <geom name="distractor{i}_geom" type="{shapes[i % 4]}"
+            size="{DISTRACTOR_SIZE} {DISTRACTOR_SIZE} {DISTRACTOR_SIZE}"
+            rgba="0.8 0.8 0.8 1" group="2" contype="0" conaffinity="0"/>
     </body>"""
         for i in range(NUM_DISTRACTORS)
     )

@@ -67,3 +67,7 @@ def pick(env, state, hover: float = 0.08):
     target = jnp.where(holding, carry, jnp.where(at_object, obj, descend))
     grip = jnp.where(holding | at_object, CLOSED, OPEN)
     return _move(env, state, target, grip)
+
+
+POLICIES = {"Reach": reach, "Push": push, "PickCube": pick, "PickObject": pick}
+"""Task name -> scripted controller."""

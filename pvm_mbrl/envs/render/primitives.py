@@ -129,36 +129,41 @@ def _normalize(v):
 
 
 def local_normal(p, size, geom_type):
-    """Outward unit normal at local surface point ``p`` (per-pixel arrays; ``geom_type`` traced).
-
-    One unnormalised vector is chosen per pixel by type and normalised once (sphere ``p``,
-    capsule ``p`` minus its closest axis point, ellipsoid ``p / size^2``, cylinder side ``(x, y,
-    0)`` or cap ``(0, 0, sign z)``, box the signed axis of the largest ``|p| / size``, plane
-    ``+z``); unit vectors stay exactly unit through the normalisation.
-    """
+    """Outward unit normal at local surface point ``p`` (per-pixel arrays; ``geom_type`` traced)."""
     x, y, z = p
+    zero = jnp.zeros_like(x)
+    one = jnp.ones_like(x)
     s0, s1, s2 = size
-    is_capsule = geom_type == g.CAPSULE
-    is_ellipsoid = geom_type == g.ELLIPSOID
-    is_cylinder = geom_type == g.CYLINDER
-    is_box = geom_type == g.BOX
-    is_plane = geom_type == g.PLANE
+    sphere = _normalize(p)
+    capsule = _normalize((x, y, z - jnp.clip(z, -s1, s1)))
+    ellipsoid = _normalize((x / (s0 * s0), y / (s1 * s1), z / (s2 * s2)))
     rxy = jnp.sqrt(x * x + y * y)
-    cap = is_cylinder & (jnp.abs(jnp.abs(z) - s1) < jnp.abs(rxy - s0))
-    side = is_cylinder & ~cap
+    cap = jnp.abs(jnp.abs(z) - s1) < jnp.abs(rxy - s0)
+    inv_r = 1.0 / jnp.maximum(rxy, 1e-12)
+    cylinder = (
+        jnp.where(cap, 0.0, x * inv_r),
+        jnp.where(cap, 0.0, y * inv_r),
+        jnp.where(cap, jnp.sign(z), 0.0),
+    )
     qx, qy, qz = jnp.abs(x) / s0, jnp.abs(y) / s1, jnp.abs(z) / s2
     ax = (qx >= qy) & (qx >= qz)
     ay = ~ax & (qy >= qz)
     az = ~ax & ~ay
-    zero = jnp.zeros_like(x)
-    # Sphere, capsule and the cylinder side keep the raw components.
-    vx = jnp.where(is_ellipsoid, x / (s0 * s0), x)
-    vy = jnp.where(is_ellipsoid, y / (s1 * s1), y)
-    vz = jnp.where(is_ellipsoid, z / (s2 * s2), z - jnp.where(is_capsule, jnp.clip(z, -s1, s1), 0.0))
-    vz = jnp.where(side, 0.0, vz)
-    sz = jnp.sign(z)
-    vx = jnp.where(is_box, jnp.where(ax, jnp.sign(x), 0.0), jnp.where(cap | is_plane, zero, vx))
-    vy = jnp.where(is_box, jnp.where(ay, jnp.sign(y), 0.0), jnp.where(cap | is_plane, zero, vy))
-    vz = jnp.where(is_box, jnp.where(az, sz, 0.0), jnp.where(cap, sz, vz))
-    vz = jnp.where(is_plane, 1.0, vz)
-    return _normalize((vx, vy, vz))
+    box = (
+        jnp.where(ax, jnp.sign(x), 0.0),
+        jnp.where(ay, jnp.sign(y), 0.0),
+        jnp.where(az, jnp.sign(z), 0.0),
+    )
+    plane = (zero, zero, one)
+    table = (
+        (g.SPHERE, sphere),
+        (g.CAPSULE, capsule),
+        (g.ELLIPSOID, ellipsoid),
+        (g.CYLINDER, cylinder),
+        (g.BOX, box),
+    )
+    n = plane
+    for t, v in table:
+        sel = geom_type == t
+        n = tuple(jnp.where(sel, v[i], n[i]) for i in range(3))
+    return n
