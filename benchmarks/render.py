@@ -9,10 +9,8 @@ table, with date, machine and command, to benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import pathlib
-import platform
 import sys
 import time
 
@@ -25,6 +23,9 @@ import numpy as np
 from mujoco import mjx
 
 from pvm_mbrl.envs import render
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from common import append_results, best_time
 
 # An 18-geom tabletop: floor, table with legs, a 7-geom arm, five objects, one camera. The unused
 # material works around mjx.ray indexing an empty mat_rgba in material-free models.
@@ -71,7 +72,6 @@ TABLETOP = """
 </mujoco>
 """
 
-RESULTS = pathlib.Path(__file__).resolve().parent / "RESULTS.md"
 HEADING = "## Renderer (benchmarks/render.py)"
 
 
@@ -87,17 +87,6 @@ def scene_from_env(name: str) -> mujoco.MjModel | None:
             "using the built-in tabletop scene"
         )
         return None
-
-
-def _time(fn, repeats: int) -> float:
-    """Best wall time of ``repeats`` calls of ``fn`` (after one warm-up call)."""
-    jax.block_until_ready(fn())
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def _batched_inputs(m: mujoco.MjModel, d: mujoco.MjData, batch: int):
@@ -121,7 +110,7 @@ def bench_jax(m, d, geom, batch, size, repeats, shadows=True):
         return render.render(geom, p, *a, height=size, width=size, shadows=shadows).rgb
 
     f = jax.jit(jax.vmap(one))
-    return batch / _time(lambda: f(pb, *args), repeats)
+    return batch / best_time(lambda: f(pb, *args), repeats)
 
 
 def bench_mjx_ray(m, d, geom, batch, size, repeats):
@@ -141,7 +130,7 @@ def bench_mjx_ray(m, d, geom, batch, size, repeats):
         return dist
 
     f = jax.jit(jax.vmap(one, in_axes=(0, None)))
-    return batch / _time(lambda: f(mdb, params), repeats)
+    return batch / best_time(lambda: f(mdb, params), repeats)
 
 
 def bench_mujoco_gl(m, d, batch, size, repeats):
@@ -174,22 +163,6 @@ def warp_status() -> str:
     except Exception:
         return "not importable"
     return "importable (not benchmarked by this script)"
-
-
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (
-        f"{cpu}, {os.cpu_count()} cores, jax device {jax.devices()[0]}, "
-        f"1-min load average at the end {load:.1f} (other jobs share the machine when > 1)"
-    )
 
 
 def main(argv=None):
@@ -238,33 +211,16 @@ def main(argv=None):
 
     if args.no_write:
         return
-    date = datetime.datetime.now(datetime.UTC).strftime("%a %b %d %H:%M:%S UTC %Y")
-    cmd = "python " + " ".join([pathlib.Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
-    block = [
-        "",
-        f"### {date}",
-        "",
-        f"- machine: {machine()}",
-        f"- command: `{cmd}`",
-        f"- scene: {scene} ({geom.num_drawn} drawn geoms), images/s, render only, "
-        f"batch sizes {args.batch} (vmap); MuJoCo + OpenGL renders one image at a time "
-        "(a loop of 16, update_scene + render, EGL; no GPU on a CPU-only machine); "
-        "mjx.ray has no cylinder kernel, so it skips them",
-        "",
-        *rows,
-        "",
-    ]
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if HEADING not in text:
-        text = text.rstrip("\n") + "\n\n" + HEADING + "\n"
-        text += "\n".join(block)
-    else:
-        start = text.index(HEADING) + len(HEADING)
-        nxt = text.find("\n## ", start)
-        end = len(text) if nxt < 0 else nxt
-        text = text[:end].rstrip("\n") + "\n" + "\n".join(block) + text[end:]
-    RESULTS.write_text(text)
-    print(f"appended to {RESULTS}")
+    append_results(
+        HEADING,
+        [
+            f"scene: {scene} ({geom.num_drawn} drawn geoms), images/s, render only, "
+            f"batch sizes {args.batch} (vmap); MuJoCo + OpenGL renders one image at a time "
+            "(a loop of 16, update_scene + render, EGL; no GPU on a CPU-only machine); "
+            "mjx.ray has no cylinder kernel, so it skips them"
+        ],
+        rows,
+    )
 
 
 if __name__ == "__main__":

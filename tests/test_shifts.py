@@ -191,7 +191,7 @@ def reach_pair():
     from pvm_mbrl import envs
 
     plain = envs.make("Reach", image_size=32, camera="front", num_envs=4, auto_reset=False)
-    ladder = shifts.ladder("strong", [0.0, 1.0]) + ["distractors@1", "dcs-0.5-dynamic"]
+    ladder = [*shifts.ladder("strong", [0.0, 1.0]), "distractors@1", "dcs-0.5-dynamic"]
     shifted = shifts.apply(plain, ladder)
     actions = jax.random.uniform(jax.random.key(7), (6, 4, 4), minval=-1, maxval=1)
 

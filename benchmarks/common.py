@@ -1,0 +1,60 @@
+"""Shared by the benchmark scripts: timing, machine description, appending to RESULTS.md."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import pathlib
+import platform
+import sys
+import time
+
+import jax
+
+RESULTS = pathlib.Path(__file__).resolve().parent / "RESULTS.md"
+
+
+def best_time(fn, repeats: int) -> float:
+    """Best wall time of ``repeats`` calls of ``fn`` (after one warm-up call)."""
+    jax.block_until_ready(fn())
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def machine() -> str:
+    """CPU model, core count, JAX device and the current load."""
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (
+        f"{cpu}, {os.cpu_count()} cores, jax device {jax.devices()[0]}, "
+        f"1-min load average at the end {load:.1f} (other jobs share the machine when > 1)"
+    )
+
+
+def append_results(heading: str, notes: list[str], rows: list[str]) -> None:
+    """Appends a dated block (machine, command, notes, table rows) under ``heading``."""
+    date = datetime.datetime.now(datetime.UTC).strftime("%a %b %d %H:%M:%S UTC %Y")
+    cmd = "python " + " ".join([pathlib.Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
+    block = ["", f"### {date}", "", f"- machine: {machine()}", f"- command: `{cmd}`"]
+    block += [f"- {n}" for n in notes] + ["", *rows, ""]
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    if heading not in text:
+        text = text.rstrip("\n") + "\n\n" + heading + "\n" + "\n".join(block)
+    else:
+        start = text.index(heading) + len(heading)
+        nxt = text.find("\n## ", start)
+        end = len(text) if nxt < 0 else nxt
+        text = text[:end].rstrip("\n") + "\n" + "\n".join(block) + text[end:]
+    RESULTS.write_text(text)
+    print(f"appended to {RESULTS}")
