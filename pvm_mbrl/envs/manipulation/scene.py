@@ -41,8 +41,8 @@ Z_MAX = 0.35
 NUM_DISTRACTORS = 4
 DISTRACTOR_SIZE = 0.03
 TIMESTEP = 0.005
-FRONT_CAMERA_POS = (0.0, -0.6, 0.38)
-FRONT_CAMERA_TARGET = (0.0, 0.0, 0.04)
+FRONT_CAMERA_POS = (0.0, -0.42, 0.3)
+FRONT_CAMERA_TARGET = (0.0, 0.0, 0.03)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,7 +172,7 @@ def build_xml(
       <geom name="wrist" type="cylinder" size="0.018 0.06" pos="0 0 0.06" mass="0.1"
             rgba="0.7 0.7 0.72 1" group="0" contype="0" conaffinity="0"/>
       <site name="tcp" pos="0 0 {-TCP_OFFSET}" size="0.005"/>
-      <camera name="wrist" pos="0.035 0 -0.03" xyaxes="0 -1 0 1 0 0" fovy="75"/>
+      <camera name="wrist" pos="0.09 0 0.05" xyaxes="0 -1 0 1 0 -0.6" fovy="70"/>
       <body name="finger_left" pos="0 0 {FINGER_Z}" gravcomp="1">
         <joint name="finger_left" type="slide" axis="0 1 0" range="0 {FINGER_OPEN}"
                armature="0.01"/>
