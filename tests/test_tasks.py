@@ -12,17 +12,11 @@ from pvm_mbrl import envs
 from pvm_mbrl.envs.manipulation import objects, scripted
 
 N = 32
-CONTROLLERS = {
-    "Reach": scripted.reach,
-    "Push": scripted.push,
-    "PickCube": scripted.pick,
-    "PickObject": scripted.pick,
-}
 
 
 def scripted_rollout(name, split="train", seed=0):
     env = envs.make(name, obs_mode="state", num_envs=N, auto_reset=False, split=split)
-    task, controller = env.unwrapped, CONTROLLERS[name]
+    task, controller = env.unwrapped, scripted.POLICIES[name]
 
     def policy(state, key):
         return jax.vmap(lambda s: controller(task, s))(state)

@@ -118,9 +118,10 @@ def _reflect(x):
 
 def advance(spec: ShiftSpec, state: ShiftState) -> ShiftState:
     """One env step: the step count grows and, where ``drift > 0``, drifting draws move."""
+    if not spec.families:
+        return state.replace(t=state.t + 1)
     step_key = jax.random.fold_in(state.key, state.t)
-    mask = jnp.array([FAMILIES[n].drifts for n in spec.families] or [False], jnp.float32)
-    mask = mask[: len(spec.families), None]
+    mask = jnp.array([FAMILIES[n].drifts for n in spec.families], jnp.float32)[:, None]
     walk = state.drift * jax.random.normal(step_key, state.u.shape) * mask
     u = jnp.where(state.drift > 0, _reflect(state.u + walk), state.u)
     return state.replace(u=u, t=state.t + 1)

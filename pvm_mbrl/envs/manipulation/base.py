@@ -18,6 +18,8 @@ env's severities, per-episode draws and step count (``shifts.ShiftState``) are t
 
 from __future__ import annotations
 
+import abc
+
 import jax
 import jax.numpy as jnp
 import mujoco
@@ -147,17 +149,17 @@ class ManipulationEnv(core.Env):
         )
 
     # ----- hooks -----------------------------------------------------------------------------
+    @abc.abstractmethod
     def _init_episode(self, key, qpos, mocap_pos):
         """Task sampling: returns ``(qpos, mocap_pos, info)``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _reward(self, data, info):
         """Returns ``(reward, metrics)``; metrics must include ``success``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _task_state(self, data, info) -> jax.Array:
         """Task part of the state observation, shape ``(task_state_size,)``."""
-        raise NotImplementedError
 
     def _physics_model(self, info):
         """The ``mjx.Model`` used for this episode (tasks may replace traced fields)."""
