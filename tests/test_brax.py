@@ -8,19 +8,12 @@ import numpy as np
 from brax.training.agents.ppo import networks as ppo_networks
 from brax.training.agents.ppo import train as ppo
 
-from pvm_mbrl.envs.brax_adapter import BraxAdapter
+from pvm_mbrl.envs.brax_adapter import BraxAdapter, device_put_replicated
 from pvm_mbrl.envs.manipulation import Reach
 
 
-def _device_put_replicated(x, devices):
-    """Stand-in for ``jax.device_put_replicated`` (removed in this JAX, still called by brax
-    0.14.2's PPO): stack ``len(devices)`` copies on the leading axis, as the original did."""
-    n = len(devices)
-    return jax.tree.map(lambda a: jax.device_put(jnp.stack([jnp.asarray(a)] * n)), x)
-
-
 def test_brax_adapter_ppo_trains_with_finite_returns(monkeypatch):
-    monkeypatch.setattr(jax, "device_put_replicated", _device_put_replicated, raising=False)
+    monkeypatch.setattr(jax, "device_put_replicated", device_put_replicated, raising=False)
     env = BraxAdapter(Reach(obs_mode="state", substeps=4))
     assert env.observation_size == 14 and env.action_size == 4
     state = env.reset(jax.random.PRNGKey(0))

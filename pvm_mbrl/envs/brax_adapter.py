@@ -4,10 +4,14 @@ The brax observation is ``obs["state"]`` (flat float32). Our per-episode ``info`
 in brax's ``State.info``; goals and object positions live in ``mjx.Data`` (``pipeline_state``),
 so brax's own auto-reset (which restores the first ``pipeline_state``) keeps them consistent.
 Use ``obs_mode="state"`` and no wrappers: brax adds its own episode and batching wrappers.
+
+brax 0.14.2's PPO calls ``jax.device_put_replicated``, which the pinned JAX no longer has:
+call :func:`install_device_put_replicated` once before ``brax.training`` runs.
 """
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from brax.envs import base as brax_base
 
@@ -66,3 +70,16 @@ class BraxAdapter(brax_base.Env):
     @property
     def unwrapped(self):
         return self
+
+
+def device_put_replicated(x, devices):
+    """What ``jax.device_put_replicated`` did: ``len(devices)`` copies stacked on a new leading
+    axis (placed on the default device; brax's PPO then shards it itself)."""
+    n = len(devices)
+    return jax.tree.map(lambda a: jax.device_put(jnp.stack([jnp.asarray(a)] * n)), x)
+
+
+def install_device_put_replicated() -> None:
+    """Gives ``jax`` back ``device_put_replicated`` (for brax 0.14.2's PPO) if it is missing."""
+    if not hasattr(jax, "device_put_replicated"):
+        jax.device_put_replicated = device_put_replicated
