@@ -144,6 +144,9 @@ def build_xml(
     return f"""
 <mujoco model="pvm_table">
   <compiler angle="degree" autolimits="true"/>
+  <!-- mjx.ray indexes mat_rgba even for geoms without a material; one unused material lets it
+       cast rays through this scene (the renderer cross-checks and benchmarks use it). -->
+  <asset><material name="unused"/></asset>
   <option timestep="{TIMESTEP}" iterations="6" ls_iterations="8" solver="Newton"
           integrator="Euler" cone="pyramidal" impratio="10">
     <flag eulerdamp="disable"/>
