@@ -22,8 +22,6 @@ from flax import struct
 
 from pvm_mbrl.shifts import image, scene
 
-MAX_DISTRACTORS = 8
-
 
 @dataclasses.dataclass(frozen=True)
 class Family:
@@ -54,7 +52,7 @@ FAMILIES: dict[str, Family] = {
         Family("fog", "scene", scene.fog, 0),
         Family("camera", "scene", scene.camera, 7),
         Family("background", "scene", scene.background, 7),
-        Family("distractors", "scene", scene.distractors, 6 * MAX_DISTRACTORS),
+        Family("distractors", "scene", scene.distractors, 6 * scene.MAX_DISTRACTORS),
         Family("color_jitter", "image", image.color_jitter, 4),
         Family("sensor_noise", "image", image.sensor_noise, 0),
         Family("blur", "image", image.blur, 0),

@@ -18,6 +18,7 @@ from pvm_mbrl.envs.render import SceneParams, axis_angle_to_mat
 from pvm_mbrl.envs.render.params import TEXTURE_CHECKER, TEXTURE_WOOD
 from pvm_mbrl.shifts.colour import shift_hsv
 
+MAX_DISTRACTORS = 8  # the distractors family draws for at most this many geoms
 DARK_WOOD_RGB = (0.30, 0.17, 0.08)
 DARK_WOOD_GRAIN_RGB = (0.13, 0.06, 0.03)
 
@@ -38,6 +39,12 @@ class SceneRoles:
     distractor_low: tuple[float, float, float] = (-0.3, -0.3, 0.03)
     distractor_high: tuple[float, float, float] = (0.3, 0.3, 0.03)
     distractor_park: tuple[float, float, float] = (0.0, 0.0, -10.0)
+
+    def __post_init__(self):
+        if len(self.distractors) > MAX_DISTRACTORS:
+            raise ValueError(
+                f"at most {MAX_DISTRACTORS} distractor geoms, got {len(self.distractors)}"
+            )
 
 
 @struct.dataclass
