@@ -56,15 +56,6 @@ def make(
         render_shadows=render_shadows,
         **task_kwargs,
     )
-    if shift is not None:
-        from pvm_mbrl import shifts
-
-        batch = shifts.batch(shift)
-        if len(batch.names) > 1 and (num_envs or 1) % len(batch.names):
-            raise ValueError(
-                f"{len(batch.names)} presets need num_envs to be a multiple of {len(batch.names)}"
-            )
-        env.set_shift(batch)
     length = episode_length or env.episode_length
     env = wrappers.ActionRepeat(env, action_repeat)
     env = wrappers.TimeLimit(env, length)
@@ -72,6 +63,10 @@ def make(
         env = wrappers.BatchEnv(env, num_envs)
     if auto_reset:
         env = wrappers.AutoReset(env)
+    if shift is not None:
+        from pvm_mbrl import shifts
+
+        env = shifts.apply(env, shift)
     return env
 
 
