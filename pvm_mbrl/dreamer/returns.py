@@ -18,7 +18,7 @@ def lambda_returns(
     continues: jax.Array,
     bootstrap: jax.Array,
     discount: float,
-    lam: float,
+    lam: float | jax.Array,
 ) -> jax.Array:
     """TD(lambda) returns over the leading (time) axis, by a reverse ``jax.lax.scan``.
 
@@ -36,6 +36,9 @@ def lambda_returns(
     does not enter the returns (it is the baseline the caller subtracts). In DreamerV3's
     imagination with ``H`` steps, ``rewards[t]`` and ``continues[t]`` are the reward and continue
     heads' predictions at imagined state ``t + 1`` and ``bootstrap`` the critic at state ``H``.
+
+    ``lam`` may be an array broadcastable to ``[T, ...]`` (a per-step ``lam[t]``): the replayed
+    value loss uses ``lam * (1 - is_last)`` to cut returns at episode ends.
     """
     rewards = jnp.asarray(rewards, jnp.float32)
     values = jnp.asarray(values, jnp.float32)
@@ -53,14 +56,15 @@ def lambda_returns(
         )
     next_values = jnp.concatenate([values[1:], bootstrap[None]], 0)
     live = discount * continues
+    lam = jnp.broadcast_to(jnp.asarray(lam, jnp.float32), rewards.shape)
     interm = rewards + live * (1.0 - lam) * next_values
 
     def step(ret_next, inputs):
-        interm_t, live_t = inputs
-        ret = interm_t + live_t * lam * ret_next
+        interm_t, live_lam_t = inputs
+        ret = interm_t + live_lam_t * ret_next
         return ret, ret
 
-    _, returns = jax.lax.scan(step, bootstrap, (interm, live), reverse=True)
+    _, returns = jax.lax.scan(step, bootstrap, (interm, live * lam), reverse=True)
     return returns
 
 
@@ -96,8 +100,8 @@ class PercentileNormalizer:
             raise ValueError(f"rate must be in (0, 1], got {rate}")
         if not 0.0 <= perclo < perchi <= 100.0:
             raise ValueError(f"need 0 <= perclo < perchi <= 100, got {perclo}, {perchi}")
-        zero = jnp.zeros((), jnp.float32)
-        return cls(lo=zero, hi=zero, rate=rate, perclo=perclo, perchi=perchi, limit=limit)
+        lo, hi = jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32)  # distinct buffers
+        return cls(lo=lo, hi=hi, rate=rate, perclo=perclo, perchi=perchi, limit=limit)
 
     def update(self, x: jax.Array) -> PercentileNormalizer:
         """New state after seeing the batch ``x`` (percentiles over all its elements)."""

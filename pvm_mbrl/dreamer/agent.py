@@ -1,0 +1,318 @@
+"""The DreamerV3 agent as pure functions of pytrees.
+
+```python
+agent = Dreamer(config, obs_space, act_space)
+state = agent.init(key)                           # AgentState: params, slow critic, optimiser...
+carry = agent.initial_carry(batch)                # RSSM state and previous action per env
+action, carry = agent.policy(state, carry, obs, key, mode="explore")   # obs has "is_first"
+state, metrics = agent.train(state, batch, key)   # one update on a replayed batch [B, T]
+```
+
+The networks are one Flax NNX module (:class:`Networks`) split into a static graph definition
+(kept on the agent) and a parameter ``nnx.State`` (in :class:`AgentState`); every method merges
+them inside the traced function, so all of them compose with ``jit``, ``vmap``, ``lax.scan`` and
+shardings. Training batches are dicts of ``[B, T, ...]`` arrays: the observation keys,
+``action`` (the model-side action taken at step ``t``: continuous values or one-hot),
+``reward`` (received on arriving at step ``t``), ``is_first``, ``is_last``, ``is_terminal``.
+Every sequence starts from the initial state (``is_first[:, 0]`` is forced on).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx, struct
+
+from pvm_mbrl import encoders
+from pvm_mbrl.dreamer import actor_critic
+from pvm_mbrl.dreamer.config import DreamerConfig
+from pvm_mbrl.dreamer.decoder import ImageDecoder, VectorDecoder
+from pvm_mbrl.dreamer.heads import Actor, BinaryHead, TwoHotHead
+from pvm_mbrl.dreamer.optim import make_optimizer
+from pvm_mbrl.dreamer.returns import PercentileNormalizer
+from pvm_mbrl.dreamer.rssm import RSSM
+from pvm_mbrl.nn import kl_free_bits, symlog
+from pvm_mbrl.nn.layers import MLP
+
+_sg = jax.lax.stop_gradient
+POLICY_MODES = ("explore", "eval")
+BATCH_FLAGS = ("reward", "is_first", "is_last", "is_terminal")
+
+
+def _split_obs_space(obs_space, keys):
+    images, vectors = {}, {}
+    for k in keys:
+        space = obs_space[k]
+        if len(space.shape) == 3 and np.dtype(space.dtype) == np.uint8:
+            images[k] = tuple(space.shape)
+        elif len(space.shape) == 1 and np.issubdtype(np.dtype(space.dtype), np.floating):
+            vectors[k] = int(space.shape[0])
+        else:
+            raise ValueError(
+                f"observation {k!r} must be uint8 [H, W, C] or float [N], got {space.dtype} "
+                f"{space.shape}"
+            )
+    if len(images) > 1:
+        raise ValueError(f"at most one image observation is supported, got {sorted(images)}")
+    return images, vectors
+
+
+class Networks(nnx.Module):
+    """Encoder, RSSM, decoders, reward and continue heads, actor and critic."""
+
+    def __init__(self, config: DreamerConfig, obs_space, action_size, discrete, *, rngs):
+        c = config
+        dtype = jnp.bfloat16 if c.compute_dtype == "bfloat16" else jnp.float32
+        keys = c.obs_keys or tuple(sorted(obs_space))
+        missing = [k for k in keys if k not in obs_space]
+        if missing:
+            raise ValueError(f"obs_keys {missing} not in the observation space {sorted(obs_space)}")
+        self.images, self.vectors = _split_obs_space(obs_space, keys)
+        embed = 0
+        if self.images:
+            (shape,) = self.images.values()
+            options = (
+                {"depth": c.depth, "mults": c.mults, "kernel": c.kernel}
+                if c.encoder == "cnn"
+                else {}
+            )
+            self.encoder = encoders.make(c.encoder, shape, rngs=rngs, dtype=dtype, **options)
+            embed += self.encoder.output_size
+            self.image_decoder = ImageDecoder(c, shape, rngs=rngs, dtype=dtype)
+        vec_size = sum(self.vectors.values())
+        if self.vectors:
+            self.vector_encoder = MLP(vec_size, c.mlp_layers, c.units, rngs=rngs, dtype=dtype)
+            embed += self.vector_encoder.out_features
+        self.rssm = RSSM(c, embed, action_size, rngs=rngs, dtype=dtype)
+        feat = self.rssm.feature_size
+        if self.vectors:
+            self.vector_decoder = VectorDecoder(
+                feat, self.vectors, c.mlp_layers, c.units, rngs=rngs, dtype=dtype
+            )
+        self.reward = TwoHotHead(feat, c.reward_layers, c.units, c.bins, rngs=rngs, dtype=dtype)
+        self.cont = BinaryHead(feat, c.cont_layers, c.units, rngs=rngs, dtype=dtype)
+        self.actor = Actor(
+            feat, c.mlp_layers, c.units, action_size, discrete, c, rngs=rngs, dtype=dtype
+        )
+        self.critic = TwoHotHead(feat, c.mlp_layers, c.units, c.bins, rngs=rngs, dtype=dtype)
+        self.dtype = dtype
+
+    def embed(self, obs: dict[str, jax.Array]) -> jax.Array:
+        """Encoder output ``[..., E]`` of the image and the symlog vector observations."""
+        parts = []
+        if self.images:
+            (key,) = self.images
+            parts.append(self.encoder(obs[key]).astype(self.dtype))
+        if self.vectors:
+            vec = jnp.concatenate([obs[k].astype(jnp.float32) for k in sorted(self.vectors)], -1)
+            parts.append(self.vector_encoder(symlog(vec).astype(self.dtype)))
+        return jnp.concatenate(parts, -1)
+
+
+@struct.dataclass
+class AgentState:
+    """Everything that changes during training (a pytree; checkpoint it whole)."""
+
+    params: nnx.State
+    slow_critic: nnx.State
+    opt_state: optax.OptState
+    retnorm: PercentileNormalizer
+    step: jax.Array
+
+
+class Dreamer:
+    """DreamerV3 for one observation and action space (see the module docstring)."""
+
+    def __init__(self, config: DreamerConfig, obs_space, act_space):
+        self.config = config
+        self.obs_space = dict(obs_space)
+        self.act_space = act_space
+        self.discrete = np.issubdtype(np.dtype(act_space.dtype), np.integer)
+        if self.discrete:
+            if act_space.shape != ():
+                raise ValueError(f"discrete actions must be scalars, got shape {act_space.shape}")
+            self.action_size = int(act_space.high) - int(act_space.low) + 1
+        else:
+            if len(act_space.shape) != 1:
+                raise ValueError(f"continuous actions must be [A], got shape {act_space.shape}")
+            self.action_size = int(act_space.shape[0])
+        nets = nnx.eval_shape(lambda: self._build(jax.random.PRNGKey(0)))
+        self.graphdef, _ = nnx.split(nets)
+        self.critic_graphdef, _ = nnx.split(nets.critic)
+        self.obs_keys = tuple(sorted({**nets.images, **nets.vectors}))
+        self.optimizer = make_optimizer(config.optimizer)
+
+    def _build(self, key) -> Networks:
+        rngs = nnx.Rngs(params=key)
+        return Networks(self.config, self.obs_space, self.action_size, self.discrete, rngs=rngs)
+
+    def nets(self, params: nnx.State) -> Networks:
+        return nnx.merge(self.graphdef, params)
+
+    # -- public API ------------------------------------------------------------------------
+
+    def init(self, key: jax.Array) -> AgentState:
+        """Fresh parameters, optimiser state and normaliser."""
+        params = nnx.state(self._build(key))
+        c = self.config
+        return AgentState(
+            params=params,
+            slow_critic=jax.tree.map(jnp.copy, params["critic"]),
+            opt_state=self.optimizer.init(params),
+            retnorm=PercentileNormalizer.create(
+                c.retnorm_rate, c.retnorm_perclo, c.retnorm_perchi, c.retnorm_limit
+            ),
+            step=jnp.zeros((), jnp.int32),
+        )
+
+    def initial_carry(self, batch: int) -> dict[str, jax.Array]:
+        """Policy carry for ``batch`` envs: RSSM ``deter``, ``stoch`` and the previous action."""
+        c = self.config
+        return {
+            "deter": jnp.zeros((batch, c.deter), jnp.float32),
+            "stoch": jnp.zeros((batch, c.stoch, c.classes), jnp.float32),
+            "action": jnp.zeros((batch, self.action_size), jnp.float32),
+        }
+
+    def policy(self, state: AgentState, carry, obs, key, mode: str = "explore"):
+        """One step for a batch of envs; ``obs`` holds the observation keys and ``is_first``.
+
+        Returns ``(env_action, carry)``. ``mode="explore"`` samples, ``"eval"`` takes the mode.
+        Continuous actions are clipped to ``[-1, 1]``; discrete ones are integer indices
+        (``carry["action"]`` keeps the model-side action: the clipped values or a one-hot).
+        """
+        if mode not in POLICY_MODES:
+            raise ValueError(f"mode must be one of {POLICY_MODES}, got {mode!r}")
+        self._check_obs(obs, batch_dims=1)
+        nets = self.nets(state.params)
+        k_obs, k_act = jax.random.split(key)
+        embed = nets.embed(obs)
+        rstate = {"deter": carry["deter"], "stoch": carry["stoch"]}
+        rstate, _ = nets.rssm.obs_step(rstate, carry["action"], embed, obs["is_first"], k_obs)
+        dist = nets.actor(nets.rssm.features(rstate))
+        action = dist.sample(k_act) if mode == "explore" else dist.mode()
+        action = _sg(action)
+        if self.discrete:
+            env_action = jnp.argmax(action, -1).astype(self.act_space.dtype) + int(
+                self.act_space.low
+            )
+        else:
+            action = jnp.clip(action, -1.0, 1.0)
+            env_action = action
+        return env_action, {**rstate, "action": action}
+
+    def train(self, state: AgentState, batch, key) -> tuple[AgentState, dict[str, jax.Array]]:
+        """One gradient update of world model, actor and critic on ``batch`` ``[B, T, ...]``."""
+        self._check_batch(batch)
+        grad_fn = jax.value_and_grad(self.loss, has_aux=True)
+        (_, (retnorm, metrics)), grads = grad_fn(
+            state.params, state.slow_critic, state.retnorm, batch, key
+        )
+        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        rate = self.config.slow_rate
+        slow = jax.tree.map(
+            lambda s, p: (1.0 - rate) * s + rate * p, state.slow_critic, params["critic"]
+        )
+        metrics["opt/grad_norm"] = optax.global_norm(grads)
+        metrics["opt/update_norm"] = optax.global_norm(updates)
+        metrics["opt/param_norm"] = optax.global_norm(params)
+        new = AgentState(params, slow, opt_state, retnorm, state.step + 1)
+        return new, metrics
+
+    # -- losses ----------------------------------------------------------------------------
+
+    def loss(self, params, slow_params, retnorm, batch, key):
+        """Total scaled loss and ``(new retnorm, metrics)``; differentiable in ``params``."""
+        c = self.config
+        nets = self.nets(params)
+        nets_sg = self.nets(_sg(params))
+        slow_critic = nnx.merge(self.critic_graphdef, _sg(slow_params))
+        k_obs, k_img = jax.random.split(key)
+        is_first = batch["is_first"].astype(bool).at[:, 0].set(True)
+        action = batch["action"].astype(jnp.float32)
+        bsz, tlen = is_first.shape
+        prev_action = jnp.concatenate([jnp.zeros_like(action[:, :1]), action[:, :-1]], 1)
+
+        # World model.
+        embed = nets.embed({k: batch[k] for k in self.obs_keys})
+        init = nets.rssm.initial(bsz)
+        _, post, post_logits = nets.rssm.observe(init, prev_action, embed, is_first, k_obs)
+        prior_logits = nets.rssm.prior_logits(post["deter"])
+        dyn, rep = kl_free_bits(post_logits, prior_logits, c.free_nats, c.unimix)
+        feat = nets.rssm.features(post)
+        losses = {"dyn": dyn, "rep": rep}
+        rec = jnp.zeros((bsz, tlen), jnp.float32)
+        if nets.images:
+            (key_img,) = nets.images
+            pred = nets.image_decoder(post["deter"], post["stoch"])
+            rec = rec + ImageDecoder.loss(pred, batch[key_img])
+        if nets.vectors:
+            preds = nets.vector_decoder(feat)
+            for k, p in preds.items():
+                rec = rec + VectorDecoder.loss(p, batch[k])
+        losses["rec"] = rec
+        losses["rew"] = -nets.reward(feat).log_prob(batch["reward"].astype(jnp.float32))
+        cont_target = (1.0 - batch["is_terminal"].astype(jnp.float32)) * c.discount
+        losses["con"] = BinaryHead.loss(nets.cont(feat), cont_target)
+
+        # Actor-critic in imagination from (the last imag_last) posterior states.
+        k = min(c.imag_last or tlen, tlen)
+        starts = jax.tree.map(lambda x: _sg(x[:, -k:]).reshape(bsz * k, *x.shape[2:]), post)
+        states, actions = actor_critic.imagine(nets_sg, starts, c.imag_horizon, k_img)
+        ac_losses, retnorm, ret, ac_metrics = actor_critic.imagination_loss(
+            nets, nets_sg, slow_critic, retnorm, states, actions, c
+        )
+        losses.update({n: v.reshape(bsz, k) for n, v in ac_losses.items()})
+        if c.repval:
+            tail = {n: batch[n][:, -k:] for n in BATCH_FLAGS}
+            boot = _sg(ret[0]).reshape(bsz, k)
+            losses["repval"] = actor_critic.replay_value_loss(
+                nets.critic, slow_critic, feat[:, -k:], tail, boot, c
+            )
+
+        total = sum(c.loss_scales[n] * v.mean() for n, v in losses.items())
+        post_dist, prior_dist = nets.rssm.dist(post_logits), nets.rssm.dist(prior_logits)
+        metrics = {f"loss/{n}": v.mean() for n, v in losses.items()}
+        metrics.update(ac_metrics)
+        metrics["loss/total"] = total
+        metrics["wm/kl"] = post_dist.kl(prior_dist).sum(-1).mean()
+        metrics["wm/post_entropy"] = post_dist.entropy().sum(-1).mean()
+        metrics["wm/prior_entropy"] = prior_dist.entropy().sum(-1).mean()
+        return total, (retnorm, metrics)
+
+    # -- input checks (trace time) -----------------------------------------------------------
+
+    def _check_obs(self, obs, batch_dims):
+        for k in (*self.obs_keys, "is_first"):
+            if k not in obs:
+                raise ValueError(f"obs must contain {k!r}; got keys {sorted(obs)}")
+        lead = None
+        for k in self.obs_keys:
+            expected = tuple(self.obs_space[k].shape)
+            shape = tuple(jnp.shape(obs[k]))
+            if shape[batch_dims:] != expected or len(shape) != batch_dims + len(expected):
+                raise ValueError(
+                    f"obs[{k!r}] must have shape [{'B, T' if batch_dims == 2 else 'B'}, "
+                    f"{', '.join(map(str, expected))}], got {shape}"
+                )
+            lead = lead or shape[:batch_dims]
+        if tuple(jnp.shape(obs["is_first"])) != lead:
+            raise ValueError(f"is_first must have shape {lead}, got {jnp.shape(obs['is_first'])}")
+
+    def _check_batch(self, batch):
+        for k in (*BATCH_FLAGS, "action"):
+            if k not in batch:
+                raise ValueError(f"training batch must contain {k!r}; got keys {sorted(batch)}")
+        self._check_obs(batch, batch_dims=2)
+        lead = tuple(jnp.shape(batch["is_first"]))
+        expected = (*lead, self.action_size)
+        if tuple(jnp.shape(batch["action"])) != expected:
+            raise ValueError(
+                f"batch['action'] must have shape {expected}, got {batch['action'].shape}"
+            )
+        for k in BATCH_FLAGS:
+            if tuple(jnp.shape(batch[k])) != lead:
+                raise ValueError(f"batch[{k!r}] must have shape {lead}, got {jnp.shape(batch[k])}")

@@ -1,0 +1,165 @@
+"""DreamerV3 configuration: frozen dataclasses with the official size presets.
+
+Defaults follow the DreamerV3 paper (arXiv 2301.04104) and the official ``configs.yaml``. The
+one deliberate difference: the dynamics KL scale is the paper's 0.5 (the official config file
+sets 1.0); ``loss_scales`` changes it. ``DreamerConfig.preset("size12m", train_ratio=...)``
+builds a preset with overrides; :data:`SIZES` lists the shapes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from pvm_mbrl.dreamer.optim import OptimizerConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class Size:
+    """The numbers a size preset sets (the official ``sizeNm`` entries)."""
+
+    deter: int
+    hidden: int
+    classes: int
+    depth: int
+    units: int
+
+
+# Official presets: RSSM deter / hidden / classes, CNN depth, MLP units (stoch is 32 in all).
+SIZES: dict[str, Size] = {
+    "size1m": Size(deter=512, hidden=64, classes=4, depth=4, units=64),
+    "size12m": Size(deter=2048, hidden=256, classes=16, depth=16, units=256),
+    "size25m": Size(deter=3072, hidden=384, classes=24, depth=24, units=384),
+    "size50m": Size(deter=4096, hidden=512, classes=32, depth=32, units=512),
+    "size100m": Size(deter=6144, hidden=768, classes=48, depth=48, units=768),
+    "size200m": Size(deter=8192, hidden=1024, classes=64, depth=64, units=1024),
+}
+
+DEFAULT_LOSS_SCALES = {
+    "rec": 1.0,
+    "rew": 1.0,
+    "con": 1.0,
+    "dyn": 0.5,
+    "rep": 0.1,
+    "policy": 1.0,
+    "value": 1.0,
+    "repval": 0.3,
+}
+
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+@dataclasses.dataclass(frozen=True)
+class DreamerConfig:
+    """Everything that shapes the agent. Sizes default to ``size12m``.
+
+    Fields:
+      deter, hidden, stoch, classes, blocks: RSSM recurrent size, hidden width, number of
+        categoricals, classes per categorical, GRU blocks.
+      unimix, free_nats: uniform mix of the latent categoricals; KL free bits.
+      imglayers, obslayers, dynlayers: hidden layers of the prior, posterior and GRU input.
+      encoder: name in ``pvm_mbrl.encoders`` (``"cnn"`` is DreamerV3's).
+      depth, mults, kernel: CNN encoder/decoder channels ``depth * mult`` per stage, kernel
+        size; images of 128 px or more get one more stage.
+      bspace: block count of the decoder's first (block-linear) layer.
+      units, mlp_layers: MLP width; layers of the vector encoder/decoder, actor and critic.
+      reward_layers, cont_layers, bins: reward and continue head depths; two-hot bins.
+      obs_keys: observation keys the agent sees (None: all of the env's).
+      imag_horizon, horizon, lam, actent, slowreg, slow_rate: imagination length, the effective
+        horizon (discount ``1 - 1/horizon``, learnt by the continue head), lambda-return mixing,
+        entropy scale, slow-critic regulariser scale and EMA rate.
+      imag_last: imagine from the last K posterior states of each sequence (0: all).
+      repval: the replayed value loss (trains the critic on lambda returns of replayed
+        sequences bootstrapped with imagined returns).
+      minstd, maxstd, actor_outscale, actor_unimix: actor distribution settings.
+      retnorm_*: percentile return normaliser.
+      compute_dtype: ``"float32"`` or ``"bfloat16"`` (parameters stay float32).
+      loss_scales: weights of the loss terms (rec, rew, con, dyn, rep, policy, value, repval).
+    """
+
+    deter: int = 2048
+    hidden: int = 256
+    stoch: int = 32
+    classes: int = 16
+    blocks: int = 8
+    unimix: float = 0.01
+    free_nats: float = 1.0
+    imglayers: int = 2
+    obslayers: int = 1
+    dynlayers: int = 1
+    encoder: str = "cnn"
+    depth: int = 16
+    mults: tuple[int, ...] = (2, 3, 4, 4)
+    kernel: int = 5
+    bspace: int = 8
+    units: int = 256
+    mlp_layers: int = 3
+    reward_layers: int = 1
+    cont_layers: int = 1
+    bins: int = 255
+    obs_keys: tuple[str, ...] | None = None
+    imag_horizon: int = 15
+    horizon: float = 333.0
+    lam: float = 0.95
+    actent: float = 3e-4
+    slowreg: float = 1.0
+    slow_rate: float = 0.02
+    imag_last: int = 0
+    repval: bool = True
+    minstd: float = 0.1
+    maxstd: float = 1.0
+    actor_outscale: float = 0.01
+    actor_unimix: float = 0.01
+    retnorm_rate: float = 0.01
+    retnorm_limit: float = 1.0
+    retnorm_perclo: float = 5.0
+    retnorm_perchi: float = 95.0
+    compute_dtype: str = "float32"
+    loss_scales: dict[str, float] = dataclasses.field(
+        default_factory=lambda: dict(DEFAULT_LOSS_SCALES)
+    )
+    optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+
+    def __post_init__(self):
+        if self.deter % self.blocks:
+            raise ValueError(f"deter ({self.deter}) must be divisible by blocks ({self.blocks})")
+        if self.deter % self.bspace:
+            raise ValueError(f"deter ({self.deter}) must be divisible by bspace ({self.bspace})")
+        if self.compute_dtype not in COMPUTE_DTYPES:
+            raise ValueError(f"compute_dtype must be one of {COMPUTE_DTYPES}")
+        unknown = set(self.loss_scales) - set(DEFAULT_LOSS_SCALES)
+        if unknown:
+            raise ValueError(
+                f"unknown loss scales {sorted(unknown)}; valid: {sorted(DEFAULT_LOSS_SCALES)}"
+            )
+        # Fill scales that were left out with their defaults (frozen: set through object).
+        object.__setattr__(self, "loss_scales", {**DEFAULT_LOSS_SCALES, **self.loss_scales})
+        for name in ("imag_horizon", "horizon", "units", "depth", "stoch", "classes", "bins"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.lam <= 1.0:
+            raise ValueError(f"lam must be in [0, 1], got {self.lam}")
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> DreamerConfig:
+        """Config of the official size preset ``name`` (see :data:`SIZES`) with overrides."""
+        if name not in SIZES:
+            raise ValueError(f"unknown size preset {name!r}; valid: {', '.join(SIZES)}")
+        return cls(**{**dataclasses.asdict(SIZES[name]), **overrides})
+
+    @property
+    def discount(self) -> float:
+        return 1.0 - 1.0 / self.horizon
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form (saved next to checkpoints)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DreamerConfig:
+        d = dict(d)
+        d["optimizer"] = OptimizerConfig(**d.get("optimizer", {}))
+        for key in ("mults", "obs_keys"):
+            if d.get(key) is not None:
+                d[key] = tuple(d[key])
+        return cls(**d)

@@ -1,0 +1,329 @@
+"""The on-device training loop: collect with vectorised envs, insert into replay, update.
+
+``Trainer.train_chunk(state) -> (state, metrics)`` runs ``chunk_steps`` vectorised env steps
+with the agent's policy and ``chunk_updates`` agent updates, all inside one ``jax.lax.scan``
+under one ``jit``; the Python loop outside (:meth:`Trainer.run`, ``examples/train.py``) only
+logs, checkpoints and reports progress.
+
+Records follow DreamerV3's convention: the record of step ``t`` holds the observation, the
+reward received on arriving there, ``is_first`` / ``is_last`` / ``is_terminal`` and the action
+the policy took there. When an episode ends (``is_last``) the next step resets that env instead
+of stepping it, so the final observation and reward of every episode are stored and every
+episode's first record has ``is_first`` set (one extra record per episode, as in DreamerV3).
+
+Train ratio: as in DreamerV3, replayed steps per env step, so one chunk of ``S`` vectorised
+steps with ``E`` envs performs ``S * E * train_ratio / (B * T)`` updates (at the default batch
+16 x 64, one update per ``1024 / train_ratio`` env steps: 32 at ratio 32). Collection and
+updates interleave in cycles of ``c`` env steps then ``u`` updates.
+
+Under a device mesh (``mesh=``, see :mod:`pvm_mbrl.parallel`) the env axis (env states,
+policy carries, replay) and the training batch axis are sharded over the mesh's ``data`` axis
+and the agent is replicated; the result equals the single-device one up to float reduction
+order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fractions
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from pvm_mbrl import replay as replay_lib
+from pvm_mbrl.dreamer.agent import AgentState, Dreamer
+
+_FLAGS = ("is_first", "is_last", "is_terminal")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Loop settings (DreamerV3 defaults where they exist).
+
+    ``chunk_steps`` vectorised env steps per compiled chunk; ``prefill`` env steps per env with
+    a uniform random policy before the first update (at least ``batch_length``).
+    """
+
+    num_envs: int = 16
+    train_ratio: float = 32.0
+    batch_size: int = 16
+    batch_length: int = 64
+    replay_capacity: int = 1_000_000
+    chunk_steps: int = 64
+    prefill: int = 1000
+
+    def __post_init__(self):
+        for name in ("num_envs", "batch_size", "batch_length", "chunk_steps", "prefill"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.train_ratio <= 0:
+            raise ValueError(f"train_ratio must be > 0, got {self.train_ratio}")
+        if self.prefill < self.batch_length:
+            raise ValueError(
+                f"prefill ({self.prefill} steps per env) must be >= batch_length "
+                f"({self.batch_length}) so that the first update can sample a sequence"
+            )
+        self.cycle  # noqa: B018 (validates the ratio)
+
+    @property
+    def updates_per_step(self) -> fractions.Fraction:
+        """Updates per vectorised env step, ``E * train_ratio / (B * T)`` as an exact fraction."""
+        ratio = fractions.Fraction(self.train_ratio).limit_denominator(10_000)
+        return self.num_envs * ratio / (self.batch_size * self.batch_length)
+
+    @property
+    def cycle(self) -> tuple[int, int]:
+        """``(c, u)``: collect ``c`` vectorised steps, then run ``u`` updates."""
+        rate = self.updates_per_step
+        c, u = rate.denominator, rate.numerator
+        if self.chunk_steps % c:
+            raise ValueError(
+                f"chunk_steps ({self.chunk_steps}) must be a multiple of {c}: with "
+                f"{self.num_envs} envs, train ratio {self.train_ratio} and batch "
+                f"{self.batch_size}x{self.batch_length} there are {u} updates per {c} env steps"
+            )
+        return c, u
+
+    @property
+    def chunk_updates(self) -> int:
+        c, u = self.cycle
+        return self.chunk_steps // c * u
+
+
+@struct.dataclass
+class TrainState:
+    """The whole loop state (a pytree): agent, envs, policy carries, replay, counters."""
+
+    agent: AgentState
+    env: Any
+    carry: dict[str, jax.Array]
+    flags: dict[str, jax.Array]  # is_first / is_last / is_terminal of the current observation
+    reward: jax.Array  # reward received on arriving at the current observation
+    replay: Any
+    key: jax.Array
+    env_steps: jax.Array  # total env steps over all envs
+    updates: jax.Array
+    episode: dict[str, jax.Array]  # running return / success of the current episodes
+
+
+class Trainer:
+    """Builds the compiled collection and update functions for ``env`` and ``agent``.
+
+    ``env`` must be batched (``BatchEnv``) without ``AutoReset``: the loop resets ended episodes
+    itself, after recording their final step (``envs.make(..., num_envs=E, auto_reset=False)``).
+    """
+
+    def __init__(self, env, agent: Dreamer, config: TrainConfig, mesh=None):
+        if getattr(env, "num_envs", None) != config.num_envs:
+            raise ValueError(
+                f"env must be batched with num_envs={config.num_envs} "
+                f"(envs.make(..., num_envs={config.num_envs}, auto_reset=False))"
+            )
+        if _has_autoreset(env):
+            raise ValueError("pass the env without AutoReset (envs.make(..., auto_reset=False))")
+        self.env, self.agent, self.config, self.mesh = env, agent, config, mesh
+        self._chunk = jax.jit(self._train_chunk, donate_argnums=0)
+        self._prefill = jax.jit(self._prefill_fn, donate_argnums=0)
+
+    # -- state -------------------------------------------------------------------------------
+
+    def init(self, key: jax.Array) -> TrainState:
+        """Agent, envs, empty replay; nothing collected yet (built sharded under a mesh)."""
+        shardings = None
+        if self.mesh is not None:
+            from pvm_mbrl import parallel
+
+            shapes = jax.eval_shape(self._init_fn, key)
+            shardings = parallel.train_state_shardings(self.mesh, shapes, self.config)
+        return jax.jit(self._init_fn, out_shardings=shardings)(key)
+
+    def _init_fn(self, key):
+        k_agent, k_env, k_loop = jax.random.split(key, 3)
+        n = self.config.num_envs
+        env_state = self.env.reset(k_env)
+        carry = self.agent.initial_carry(n)
+        example = self._record(env_state, carry["action"], self._flags(n, first=True), jnp.zeros(n))
+        example = jax.tree.map(lambda x: x[0], example)
+        buffer = replay_lib.Replay.create(example, n, self.config.replay_capacity)
+        state = TrainState(
+            agent=self.agent.init(k_agent),
+            env=env_state,
+            carry=carry,
+            flags=self._flags(n, first=True),
+            reward=jnp.zeros(n, jnp.float32),
+            replay=buffer,
+            key=k_loop,
+            env_steps=jnp.zeros((), jnp.int32),
+            updates=jnp.zeros((), jnp.int32),
+            episode=_episode_stats(n),
+        )
+        return state
+
+    # -- compiled entry points -------------------------------------------------------------
+
+    def prefill(self, state: TrainState) -> TrainState:
+        """``config.prefill`` steps per env with a uniform random policy."""
+        return self._prefill(state)
+
+    def train_chunk(self, state: TrainState) -> tuple[TrainState, dict[str, jax.Array]]:
+        """``chunk_steps`` policy steps per env and ``chunk_updates`` updates, one compiled call.
+
+        Metrics: means of the update metrics, ``episodes`` completed in the chunk and their mean
+        ``return``, ``success_once`` (solved at any step) and ``success_end`` (at the last step),
+        ``env_steps`` and ``updates`` totals.
+        """
+        return self._chunk(state)
+
+    # -- implementation ----------------------------------------------------------------------
+
+    @staticmethod
+    def _flags(n, first):
+        return {
+            "is_first": jnp.full((n,), first, bool),
+            "is_last": jnp.zeros((n,), bool),
+            "is_terminal": jnp.zeros((n,), bool),
+        }
+
+    def _record(self, env_state, model_action, flags, reward):
+        obs = {k: env_state.obs[k] for k in self.agent.obs_keys}
+        return {**obs, "action": model_action, "reward": reward.astype(jnp.float32), **flags}
+
+    def _random_action(self, key):
+        n, space = self.config.num_envs, self.agent.act_space
+        if self.agent.discrete:
+            idx = jax.random.randint(key, (n,), 0, self.agent.action_size)
+            return idx + int(space.low), jax.nn.one_hot(idx, self.agent.action_size)
+        a = jax.random.uniform(key, (n, *space.shape), minval=-1.0, maxval=1.0)
+        return a, a
+
+    def _env_step(self, state: TrainState, random: bool) -> tuple[TrainState, dict]:
+        key, k_act, k_reset = jax.random.split(state.key, 3)
+        obs = {k: state.env.obs[k] for k in self.agent.obs_keys}
+        if random:
+            env_action, model_action = self._random_action(k_act)
+            carry = {**state.carry, "action": model_action}
+        else:
+            obs_in = {**obs, "is_first": state.flags["is_first"]}
+            env_action, carry = self.agent.policy(state.agent, state.carry, obs_in, k_act)
+            model_action = carry["action"]
+        record = self._record(state.env, model_action, state.flags, state.reward)
+        buffer = replay_lib.add(state.replay, record)
+
+        last = state.flags["is_last"]
+        stepped = self.env.step(state.env, env_action)
+        done = stepped.done.astype(bool)
+        trunc = stepped.info.get("truncation", jnp.zeros_like(stepped.done)).astype(bool)
+        success = stepped.metrics.get("success", jnp.zeros_like(stepped.reward))
+
+        def reset(s):
+            fresh = self.env.reset(k_reset)
+            pick = lambda new, old: jnp.where(  # noqa: E731
+                last.reshape(last.shape + (1,) * (old.ndim - 1)), new, old
+            )
+            return jax.tree.map(pick, fresh, s)
+
+        env_state = jax.lax.cond(jnp.any(last), reset, lambda s: s, stepped)
+        flags = {
+            "is_first": last,
+            "is_last": ~last & done,
+            "is_terminal": ~last & done & ~trunc,
+        }
+        reward = jnp.where(last, 0.0, stepped.reward).astype(jnp.float32)
+
+        ep = state.episode
+        ret = jnp.where(last, 0.0, ep["return"] + reward)
+        once = jnp.where(last, 0.0, jnp.maximum(ep["success_once"], success))
+        ended = flags["is_last"]
+        stats = {
+            "episodes": jnp.sum(ended),
+            "return": jnp.sum(jnp.where(ended, ret, 0.0)),
+            "success_once": jnp.sum(jnp.where(ended, once, 0.0)),
+            "success_end": jnp.sum(jnp.where(ended, success, 0.0)),
+        }
+        new = state.replace(
+            env=env_state,
+            carry=carry,
+            flags=flags,
+            reward=reward,
+            replay=buffer,
+            key=key,
+            env_steps=state.env_steps + jnp.int32(self.config.num_envs),
+            episode={"return": ret, "success_once": once},
+        )
+        return new, stats
+
+    def _collect(self, state, steps, random):
+        def body(s, _):
+            return self._env_step(s, random)
+
+        state, stats = jax.lax.scan(body, state, None, length=steps)
+        return state, jax.tree.map(lambda x: x.sum(0), stats)
+
+    def _update(self, state: TrainState):
+        key, k_sample, k_train = jax.random.split(state.key, 3)
+        c = self.config
+        batch = replay_lib.sample(state.replay, k_sample, c.batch_size, c.batch_length)
+        if self.mesh is not None:
+            from pvm_mbrl import parallel
+
+            batch = parallel.constrain_batch(self.mesh, batch)
+        agent, metrics = self.agent.train(state.agent, batch, k_train)
+        return state.replace(agent=agent, key=key, updates=state.updates + 1), metrics
+
+    def _constrain(self, state):
+        """Keep the state's layout on the mesh across compiled calls (no-op without one)."""
+        if self.mesh is None:
+            return state
+        from pvm_mbrl import parallel
+
+        shardings = parallel.train_state_shardings(self.mesh, state, self.config)
+        return jax.lax.with_sharding_constraint(state, shardings)
+
+    def _prefill_fn(self, state):
+        state, _ = self._collect(state, self.config.prefill, random=True)
+        return self._constrain(state)
+
+    def _train_chunk(self, state):
+        c, u = self.config.cycle
+        cycles = self.config.chunk_steps // c
+
+        def cycle(s, _):
+            s, stats = self._collect(s, c, random=False)
+
+            def upd(s2, _):
+                return self._update(s2)
+
+            s, metrics = jax.lax.scan(upd, s, None, length=u)
+            return s, (stats, jax.tree.map(lambda x: x.mean(0), metrics))
+
+        state, (stats, metrics) = jax.lax.scan(cycle, state, None, length=cycles)
+        stats = jax.tree.map(lambda x: x.sum(0), stats)
+        metrics = jax.tree.map(lambda x: x.mean(0), metrics)
+        n = jnp.maximum(stats["episodes"], 1)
+        metrics.update(
+            {
+                "episode/count": stats["episodes"],
+                "episode/return": stats["return"] / n,
+                "episode/success_once": stats["success_once"] / n,
+                "episode/success_end": stats["success_end"] / n,
+                "env_steps": state.env_steps,
+                "updates": state.updates,
+            }
+        )
+        return self._constrain(state), metrics
+
+
+def _episode_stats(n):
+    return {"return": jnp.zeros((n,), jnp.float32), "success_once": jnp.zeros((n,), jnp.float32)}
+
+
+def _has_autoreset(env) -> bool:
+    from pvm_mbrl.envs.wrappers import AutoReset
+
+    while env is not None:
+        if isinstance(env, AutoReset):
+            return True
+        env = getattr(env, "env", None)
+    return False

@@ -1,0 +1,322 @@
+"""DreamerV3 agent: size presets, layers, RSSM, losses and updates against direct computations."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from pvm_mbrl.dreamer import actor_critic
+from pvm_mbrl.dreamer.agent import Dreamer
+from pvm_mbrl.dreamer.config import SIZES, DreamerConfig
+from pvm_mbrl.dreamer.optim import OptimizerConfig
+from pvm_mbrl.envs.core import Space
+from pvm_mbrl.nn.layers import BlockLinear
+
+OBS = {
+    "pixels": Space((16, 16, 3), jnp.uint8, 0, 255),
+    "proprio": Space((5,), jnp.float32, -np.inf, np.inf),
+}
+ACT = Space((3,), jnp.float32, -1.0, 1.0)
+B, T = 3, 6
+
+
+def tiny_config(**kw):
+    base = dict(
+        deter=32,
+        hidden=8,
+        stoch=4,
+        classes=4,
+        blocks=4,
+        depth=2,
+        mults=(1, 2),
+        bspace=4,
+        units=8,
+        mlp_layers=1,
+        bins=15,
+        imag_horizon=4,
+        optimizer=OptimizerConfig(lr=1e-3, warmup=0),
+    )
+    return DreamerConfig(**{**base, **kw})
+
+
+def make_batch(rng, obs=OBS, act=ACT, b=B, t=T):
+    batch = {
+        "pixels": rng.integers(0, 256, (b, t, *obs["pixels"].shape), dtype=np.uint8),
+        "proprio": rng.normal(size=(b, t, 5)).astype(np.float32),
+        "action": rng.uniform(-1, 1, (b, t, act.shape[0])).astype(np.float32),
+        "reward": rng.normal(size=(b, t)).astype(np.float32),
+        "is_first": np.zeros((b, t), bool),
+        "is_last": np.zeros((b, t), bool),
+        "is_terminal": np.zeros((b, t), bool),
+    }
+    batch["is_first"][0, 3] = True
+    batch["is_last"][0, 2] = True
+    batch["is_terminal"][1, 4] = True
+    return {k: jnp.asarray(v) for k, v in batch.items()}
+
+
+@pytest.fixture(scope="module")
+def agent():
+    return Dreamer(tiny_config(), OBS, ACT)
+
+
+@pytest.fixture(scope="module")
+def trained(agent):
+    """State before and after 3 jitted updates, and the metrics of each."""
+    state0 = agent.init(jax.random.PRNGKey(0))
+    train = jax.jit(agent.train)
+    batch = make_batch(np.random.default_rng(0))
+    state, history = state0, []
+    for i in range(3):
+        state, metrics = train(state, batch, jax.random.PRNGKey(i))
+        history.append(jax.device_get(metrics))
+    return state0, state, history
+
+
+# --- presets -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(SIZES))
+def test_size_presets_shapes_and_abstract_update(name):
+    size = SIZES[name]
+    config = DreamerConfig.preset(name)
+    assert (config.deter, config.hidden, config.classes, config.depth, config.units) == (
+        size.deter,
+        size.hidden,
+        size.classes,
+        size.depth,
+        size.units,
+    )
+    obs = {"pixels": Space((64, 64, 3), jnp.uint8, 0, 255)}
+    agent = Dreamer(config, obs, Space((4,), jnp.float32, -1, 1))
+    state = jax.eval_shape(agent.init, jax.random.PRNGKey(0))
+    params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
+    nominal = float(name[4:-1]) * 1e6
+    assert 0.5 * nominal < params < 2.0 * nominal, (name, params)
+    rssm = state.params["rssm"]
+    assert rssm["gru"]["kernel"].shape == (8, size.deter // 8, 3 * size.deter // 8)
+    assert state.params["encoder"]["convs"][0]["kernel"].shape == (5, 5, 3, 2 * size.depth)
+    batch = {
+        "pixels": jax.ShapeDtypeStruct((16, 64, 64, 64, 3), jnp.uint8),
+        "action": jax.ShapeDtypeStruct((16, 64, 4), jnp.float32),
+        **{k: jax.ShapeDtypeStruct((16, 64), jnp.float32) for k in ("reward",)},
+        **{
+            k: jax.ShapeDtypeStruct((16, 64), jnp.bool_)
+            for k in ("is_first", "is_last", "is_terminal")
+        },
+    }
+    new, metrics = jax.eval_shape(agent.train, state, batch, jax.random.PRNGKey(0))
+    assert jax.tree.map(lambda x: (x.shape, x.dtype), new.params) == jax.tree.map(
+        lambda x: (x.shape, x.dtype), state.params
+    )
+    for key in ("loss/rec", "loss/dyn", "loss/rep", "loss/policy", "loss/value", "loss/repval"):
+        assert metrics[key].shape == () and metrics[key].dtype == jnp.float32
+
+
+def test_unknown_preset_and_bad_config():
+    with pytest.raises(ValueError, match="size12m"):
+        DreamerConfig.preset("size7m")
+    with pytest.raises(ValueError, match="divisible"):
+        DreamerConfig(deter=100, blocks=8)
+    with pytest.raises(ValueError, match="loss scales"):
+        DreamerConfig(loss_scales={"recon": 1.0})
+    config = DreamerConfig.preset("size1m", loss_scales={"dyn": 1.0})
+    assert config.loss_scales["dyn"] == 1.0 and config.loss_scales["rep"] == 0.1
+    assert DreamerConfig.from_dict(config.to_dict()) == config
+
+
+# --- layers and RSSM ---------------------------------------------------------------------------
+
+
+def test_block_linear_is_block_diagonal_dense():
+    layer = BlockLinear(12, 8, 4, rngs=nnx.Rngs(0))
+    layer.bias[...] = jnp.arange(8.0)
+    x = jax.random.normal(jax.random.PRNGKey(1), (5, 12))
+    dense = np.zeros((12, 8), np.float32)
+    kernel = np.asarray(layer.kernel[...])
+    for g in range(4):
+        dense[3 * g : 3 * g + 3, 2 * g : 2 * g + 2] = kernel[g]
+    np.testing.assert_allclose(
+        layer(x), np.asarray(x) @ dense + np.arange(8.0), rtol=1e-5, atol=1e-5
+    )
+    # fan-in of a block is din / blocks: std ~ 1 / sqrt(3)
+    big = BlockLinear(4096, 512, 8, rngs=nnx.Rngs(0))
+    assert abs(float(big.kernel[...].std()) * np.sqrt(512) - 1.0) < 0.05
+
+
+def test_initial_predictions_are_zero(agent):
+    state = agent.init(jax.random.PRNGKey(0))
+    nets = agent.nets(state.params)
+    feat = jax.random.normal(jax.random.PRNGKey(1), (7, nets.rssm.feature_size))
+    assert np.all(np.asarray(nets.reward(feat).mean()) == 0.0)
+    assert np.all(np.asarray(nets.critic(feat).mean()) == 0.0)
+
+
+def test_rssm_resets_at_episode_start(agent):
+    state = agent.init(jax.random.PRNGKey(0))
+    rssm = agent.nets(state.params).rssm
+    nets = agent.nets(state.params)
+    obs = make_batch(np.random.default_rng(1))
+    embed = nets.embed({k: obs[k][:, 0] for k in ("pixels", "proprio")})
+    action = jnp.ones((B, ACT.shape[0]))
+    garbage = {
+        "deter": jax.random.normal(jax.random.PRNGKey(2), (B, 32)),
+        "stoch": jax.nn.one_hot(jnp.ones((B, 4), int), 4),
+    }
+    first = jnp.ones(B, bool)
+    key = jax.random.PRNGKey(3)
+    out_a, logits_a = rssm.obs_step(garbage, action, embed, first, key)
+    out_b, logits_b = rssm.obs_step(rssm.initial(B), 0 * action, embed, first, key)
+    np.testing.assert_array_equal(out_a["deter"], out_b["deter"])
+    np.testing.assert_array_equal(logits_a, logits_b)
+    out_c, _ = rssm.obs_step(garbage, action, embed, ~first, key)
+    assert not np.allclose(out_c["deter"], out_a["deter"])
+    # the stochastic state is one-hot per categorical
+    np.testing.assert_array_equal(np.asarray(out_a["stoch"]).sum(-1), 1.0)
+
+
+# --- updates -------------------------------------------------------------------------------------
+
+
+def test_update_losses_finite_and_params_move(agent, trained):
+    state0, state, history = trained
+    for metrics in history:
+        for k, v in metrics.items():
+            assert np.isfinite(v), k
+    assert int(state.step) == 3
+    moved = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), state0.params, state.params)
+    assert all(jax.tree.leaves(moved))
+    # KL terms are clipped at the free bits from below
+    assert all(m["loss/dyn"] >= 1.0 - 1e-6 and m["loss/rep"] >= 1.0 - 1e-6 for m in history)
+    # the reconstruction loss of a fixed batch falls over three updates at lr 1e-3
+    assert history[-1]["loss/rec"] < history[0]["loss/rec"]
+
+
+def test_slow_critic_is_ema_of_critic(agent, trained):
+    state0, state, _ = trained
+    for a, b in zip(jax.tree.leaves(state0.slow_critic), jax.tree.leaves(state0.params["critic"])):
+        np.testing.assert_array_equal(a, b)  # starts as a copy
+    batch = make_batch(np.random.default_rng(0))
+    new, _ = jax.jit(agent.train)(state, batch, jax.random.PRNGKey(9))
+    rate = agent.config.slow_rate
+    want = jax.tree.map(
+        lambda s, p: (1 - rate) * s + rate * p, state.slow_critic, new.params["critic"]
+    )
+    for a, b in zip(jax.tree.leaves(new.slow_critic), jax.tree.leaves(want)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    lag = [
+        float(jnp.abs(s - p).max())
+        for s, p in zip(jax.tree.leaves(new.slow_critic), jax.tree.leaves(new.params["critic"]))
+    ]
+    assert max(lag) > 0
+
+
+def test_replay_value_loss_against_loop():
+    rng = np.random.default_rng(0)
+    b, k, bins = 2, 7, 15
+    config = tiny_config(bins=bins)
+
+    class Const:
+        """A critic whose prediction is given per position (two-hot head stand-in)."""
+
+        def __init__(self, values):
+            from pvm_mbrl.nn import TwoHotSymlog, symexp_bins, two_hot
+
+            probs = two_hot(jnp.asarray(values), symexp_bins(bins))
+            self.dist = TwoHotSymlog(jnp.log(probs + 1e-8), symexp_bins(bins))
+
+        def __call__(self, feat):
+            return self.dist
+
+    values = rng.normal(size=(b, k)).astype(np.float32)
+    batch = {
+        "reward": rng.normal(size=(b, k)).astype(np.float32),
+        "is_last": np.zeros((b, k), bool),
+        "is_terminal": np.zeros((b, k), bool),
+    }
+    batch["is_last"][0, 3] = True
+    batch["is_terminal"][1, 5] = True
+    boot = rng.normal(size=(b, k)).astype(np.float32)
+    loss = actor_critic.replay_value_loss(
+        Const(values),
+        Const(values),
+        None,
+        {n: jnp.asarray(v) for n, v in batch.items()},
+        jnp.asarray(boot),
+        dataclasses.replace(config, slowreg=0.0),
+    )
+    # direct loop of the official formula
+    disc, lam = config.discount, config.lam
+    want = np.zeros((b, k - 1))
+    for i in range(b):
+        ret = boot[i, -1]
+        rets = [0.0] * (k - 1)
+        for t in reversed(range(k - 1)):
+            live = (1 - batch["is_terminal"][i, t + 1]) * disc
+            cont = (1 - batch["is_last"][i, t + 1]) * lam
+            ret = batch["reward"][i, t + 1] + live * ((1 - cont) * boot[i, t + 1] + cont * ret)
+            rets[t] = ret
+        want[i] = rets
+    dist = Const(values).dist
+    nll = -np.asarray(dist.log_prob(jnp.asarray(np.concatenate([want, 0 * want[:, :1]], 1))))
+    weight = 1.0 - batch["is_last"]
+    np.testing.assert_allclose(loss, (weight * nll)[:, :-1], rtol=1e-4, atol=1e-4)
+
+
+# --- policy and input checks -------------------------------------------------------------------
+
+
+def test_policy_modes_and_carry(agent, trained):
+    _, state, _ = trained
+    batch = make_batch(np.random.default_rng(2))
+    obs = {k: batch[k][:, 0] for k in ("pixels", "proprio")}
+    obs["is_first"] = jnp.ones(B, bool)
+    policy = jax.jit(agent.policy, static_argnames="mode")
+    carry = agent.initial_carry(B)
+    a1, c1 = policy(state, carry, obs, jax.random.PRNGKey(0), mode="eval")
+    a2, _ = policy(state, carry, obs, jax.random.PRNGKey(1), mode="eval")
+    a3, _ = policy(state, carry, obs, jax.random.PRNGKey(1), mode="explore")
+    assert a1.shape == (B, 3) and np.all(np.abs(np.asarray(a3)) <= 1.0)
+    np.testing.assert_array_equal(c1["action"], a1)
+    assert not np.allclose(a2, a3)
+    assert c1["deter"].shape == (B, 32) and c1["stoch"].shape == (B, 4, 4)
+    with pytest.raises(ValueError, match="mode"):
+        agent.policy(state, carry, obs, jax.random.PRNGKey(0), mode="greedy")
+
+
+def test_discrete_actions():
+    agent = Dreamer(tiny_config(), OBS, Space((), jnp.int32, 0, 4))
+    state = agent.init(jax.random.PRNGKey(0))
+    batch = make_batch(np.random.default_rng(0), act=Space((5,), jnp.float32, 0, 1))
+    idx = jax.random.randint(jax.random.PRNGKey(0), (B, T), 0, 5)
+    batch["action"] = jax.nn.one_hot(idx, 5)
+    new, metrics = jax.jit(agent.train)(state, batch, jax.random.PRNGKey(1))
+    assert np.isfinite(float(metrics["loss/total"]))
+    obs = {k: batch[k][:, 0] for k in ("pixels", "proprio")} | {"is_first": jnp.ones(B, bool)}
+    action, carry = agent.policy(new, agent.initial_carry(B), obs, jax.random.PRNGKey(2))
+    assert action.dtype == jnp.int32 and np.all((action >= 0) & (action < 5))
+    np.testing.assert_array_equal(carry["action"], jax.nn.one_hot(action, 5))
+
+
+def test_bad_inputs_raise(agent):
+    state = jax.eval_shape(agent.init, jax.random.PRNGKey(0))
+    batch = make_batch(np.random.default_rng(0))
+    key = jax.random.PRNGKey(0)
+    with pytest.raises(ValueError, match="pixels"):
+        agent.train(state, {**batch, "pixels": batch["pixels"][..., :2]}, key)
+    with pytest.raises(ValueError, match="uint8"):
+        agent.train(state, {**batch, "pixels": batch["pixels"].astype(jnp.float32)}, key)
+    with pytest.raises(ValueError, match="reward"):
+        agent.train(state, {k: v for k, v in batch.items() if k != "reward"}, key)
+    with pytest.raises(ValueError, match="action"):
+        agent.train(state, {**batch, "action": batch["action"][..., :2]}, key)
+    with pytest.raises(ValueError, match="is_first"):
+        obs = {k: batch[k][:, 0] for k in ("pixels", "proprio")}
+        agent.policy(state, agent.initial_carry(B), obs, key)
+    with pytest.raises(ValueError, match="obs_keys"):
+        Dreamer(tiny_config(obs_keys=("depth",)), OBS, ACT)
+    with pytest.raises(ValueError, match="uint8"):
+        Dreamer(tiny_config(), {"pixels": Space((8, 8, 3), jnp.float32, 0, 1)}, ACT)
