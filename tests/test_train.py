@@ -1,0 +1,164 @@
+"""The on-device training loop: train-ratio arithmetic, DreamerV3's record convention in replay,
+a compiled chunk, and the same result on a 2-device mesh as on one device."""
+
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+from pvm_mbrl.dreamer import Dreamer, DreamerConfig
+from pvm_mbrl.train import TrainConfig, Trainer
+
+EPISODE = 5
+SETUP = """
+from pvm_mbrl import envs
+from pvm_mbrl.dreamer import Dreamer, DreamerConfig, OptimizerConfig
+from pvm_mbrl.train import TrainConfig, Trainer
+
+def tiny_env(num_envs=2, pixels=True, **kw):
+    mode = dict(obs_mode="pixels") if pixels else dict(obs_mode="state", render=False)
+    return envs.make("Reach", image_size=16, camera="front", num_envs=num_envs, episode_length=5,
+                     render_shadows=False, **mode, **kw)
+
+def tiny_trainer(mesh=None, num_envs=2, pixels=True, train_ratio=16):
+    env = tiny_env(num_envs, pixels, auto_reset=False)
+    config = DreamerConfig(deter=32, hidden=8, stoch=4, classes=4, blocks=4, depth=2, mults=(1, 2),
+                           bspace=4, units=8, mlp_layers=1, bins=15, imag_horizon=3,
+                           optimizer=OptimizerConfig(lr=1e-3, warmup=0))
+    agent = Dreamer(config, env.observation_space, env.action_space)
+    loop = TrainConfig(num_envs=num_envs, train_ratio=train_ratio, batch_size=2, batch_length=4,
+                       replay_capacity=200, chunk_steps=4, prefill=14)
+    return Trainer(env, agent, loop, mesh=mesh)
+"""
+namespace: dict = {}
+exec(SETUP, namespace)
+tiny_trainer, tiny_env = namespace["tiny_trainer"], namespace["tiny_env"]
+
+
+def test_train_ratio_arithmetic():
+    c = TrainConfig()  # DreamerV3 defaults: 16 envs, ratio 32, batch 16 x 64
+    assert c.updates_per_step == 0.5 and c.cycle == (2, 1) and c.chunk_updates == 32
+    c = TrainConfig(num_envs=1, train_ratio=512, chunk_steps=8)
+    assert c.cycle == (2, 1) and c.chunk_updates == 4
+    c = TrainConfig(num_envs=4, train_ratio=1024, batch_size=4, batch_length=16, chunk_steps=3)
+    assert c.cycle == (1, 64) and c.chunk_updates == 192
+    with pytest.raises(ValueError, match="multiple of 2"):
+        TrainConfig(chunk_steps=63)
+    with pytest.raises(ValueError, match="prefill"):
+        TrainConfig(prefill=10)
+    with pytest.raises(ValueError, match="train_ratio"):
+        TrainConfig(train_ratio=0)
+
+
+@pytest.fixture(scope="module")
+def run():
+    trainer = tiny_trainer(pixels=False)  # the loop is obs-agnostic; state obs compile fast
+    state = trainer.prefill(trainer.init(jax.random.PRNGKey(0)))
+    prefilled = jax.device_get(state.replay)
+    state, metrics1 = trainer.train_chunk(state)
+    state, metrics2 = trainer.train_chunk(state)
+    return trainer, prefilled, state, jax.device_get((metrics1, metrics2))
+
+
+def test_records_follow_dreamer_convention(run):
+    trainer, replay, _, _ = run
+    data = {k: np.asarray(v) for k, v in replay.data.items()}
+    steps = trainer.config.prefill
+    first, last, term = data["is_first"][:, :steps], data["is_last"][:, :steps], data["is_terminal"]
+    period = EPISODE + 1  # the final observation of every episode is stored, then the reset
+    expect_first = np.arange(steps) % period == 0
+    expect_last = np.arange(steps) % period == EPISODE
+    np.testing.assert_array_equal(first, np.broadcast_to(expect_first, first.shape))
+    np.testing.assert_array_equal(last, np.broadcast_to(expect_last, last.shape))
+    assert not term.any()  # time limits truncate; nothing terminates
+    reward = data["reward"][:, :steps]
+    assert np.all(reward[first] == 0.0)  # no reward arrives at a first observation
+    assert np.all(reward[~first] > 0.0)  # Reach's reward 1 - tanh(10 d) is positive
+    # random prefill actions in [-1, 1]; observations are the env's (targets differ per episode)
+    assert np.abs(data["action"][:, :steps]).max() <= 1.0
+    target = data["state"][:, :steps, 8:11]
+    np.testing.assert_array_equal(target[:, 1 : EPISODE + 1], target[:, :EPISODE])
+    assert not np.allclose(target[:, 0], target[:, period])
+
+
+def test_chunk_updates_and_metrics(run):
+    trainer, _, state, (metrics1, metrics) = run
+    config = trainer.config
+    assert int(state.updates) == 2 * config.chunk_updates
+    assert int(state.env_steps) == config.num_envs * (config.prefill + 2 * config.chunk_steps)
+    assert int(state.agent.step) == int(state.updates)
+    for k, v in metrics.items():
+        assert np.isfinite(v), k
+    # Episodes end at records 5, 11, 17, ...: the first chunk (steps 14-17) ends one per env,
+    # the second (steps 18-21) none.
+    assert metrics1["episode/count"] == config.num_envs and metrics["episode/count"] == 0
+    assert 0.0 < metrics1["episode/return"] <= EPISODE
+
+
+def test_env_with_autoreset_is_rejected():
+    env = tiny_env(2, pixels=False)
+    agent = Dreamer(DreamerConfig.preset("size1m"), env.observation_space, env.action_space)
+    with pytest.raises(ValueError, match="auto_reset=False"):
+        Trainer(env, agent, TrainConfig(num_envs=2, batch_length=4, prefill=4, chunk_steps=4))
+    env = tiny_env(4, pixels=False, auto_reset=False)
+    with pytest.raises(ValueError, match="num_envs=2"):
+        Trainer(env, agent, TrainConfig(num_envs=2, batch_length=4, prefill=4, chunk_steps=4))
+
+
+MESH_SCRIPT = SETUP + textwrap.dedent(
+    """
+    import jax, numpy as np
+    from pvm_mbrl import parallel
+    assert jax.device_count() == 2, jax.devices()
+    out = {}
+    for name, mesh in (("one", None), ("two", parallel.make_mesh())):
+        # state obs compile fast; ratio 1: one update after the chunk's 4 steps, so both runs
+        # update the same parameters on the same batch
+        trainer = tiny_trainer(mesh, num_envs=2, pixels=False, train_ratio=1)
+        state = trainer.prefill(trainer.init(jax.random.PRNGKey(0)))
+        state, metrics = trainer.train_chunk(state)
+        if mesh is not None:
+            stored = state.replay.data["state"]
+            assert len(stored.sharding.device_set) == 2, stored.sharding
+            assert stored.addressable_shards[0].data.shape[0] == 1  # one env per device
+        out[name] = jax.device_get((state.agent.params, state.replay.data, metrics))
+        out["init"] = jax.device_get(trainer.init(jax.random.PRNGKey(0)).agent.params)
+    (p1, r1, m1), (p2, r2, m2) = out["one"], out["two"]
+    assert m1["updates"] == m2["updates"] == 1
+    np.testing.assert_array_equal(r1["is_first"], r2["is_first"])
+    np.testing.assert_allclose(r1["state"], r2["state"], rtol=1e-5, atol=1e-6)
+    for k in ("loss/total", "loss/rec", "loss/dyn", "loss/value", "opt/grad_norm", "imag/return"):
+        np.testing.assert_allclose(m1[k], m2[k], rtol=1e-4, atol=1e-6, err_msg=k)
+    # The optimiser divides each gradient by its RMS, so a parameter whose gradient is at
+    # float-noise level may move by up to +-lr in either run: the bound is lr, not a tolerance.
+    lr = 1e-3
+    moved = 0
+    for a, b, a0 in zip(jax.tree.leaves(p1), jax.tree.leaves(p2), jax.tree.leaves(out["init"])):
+        assert np.abs(a - b).max() <= lr + 1e-6
+        moved += int(np.any(a != a0))
+    assert moved > 0
+    print("MATCH", m1["loss/total"], m2["loss/total"])
+    """
+)
+
+
+def test_two_device_mesh_matches_one_device(tmp_path):
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+        "JAX_PLATFORMS": "cpu",
+        "JAX_COMPILATION_CACHE_DIR": jax.config.jax_compilation_cache_dir or "",
+        "PYTHONPATH": str(pathlib.Path(__file__).resolve().parents[1]),
+    }
+    script = tmp_path / "mesh.py"
+    script.write_text(MESH_SCRIPT)
+    proc = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=900
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "MATCH" in proc.stdout
