@@ -1,0 +1,235 @@
+"""Learning curve: DreamerV3 from pixels on Reach for a wall-clock (or env-step) budget.
+
+Trains with ``Trainer`` (64 px ``pixels`` only, front camera by default) until ``--minutes`` of
+wall time (counted from before the first compile) or ``--env-steps`` have passed, printing per
+chunk the env steps, updates, wall time, and the mean return and ``success_once`` (solved at
+any step) of the episodes that ended in that chunk. For comparison it evaluates a uniform random
+policy on the same task (``--random-episodes`` episodes in one jitted scan, physics only since
+the random policy ignores pixels). Appends the summary (final success and return, averaged over
+the episodes of the last fifth of the chunks, wall time, random baseline) and the curve to
+benchmarks/RESULTS.md and saves a plot to benchmarks/learning_curve.png.
+
+    python benchmarks/learning.py --minutes 30 --size size1m --lr 1e-4 --train-ratio 32
+    python benchmarks/learning.py --quick            # tiny smoke test, writes nothing
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+import textwrap
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pvm_mbrl import envs
+from pvm_mbrl.dreamer.agent import Dreamer
+from pvm_mbrl.dreamer.config import DreamerConfig
+from pvm_mbrl.dreamer.optim import OptimizerConfig
+from pvm_mbrl.train import TrainConfig, Trainer
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from common import append_results
+
+HEADING = "## Learning curve (benchmarks/learning.py)"
+PLOT = pathlib.Path(__file__).resolve().parent / "learning_curve.png"
+TINY = dict(
+    deter=32, hidden=8, stoch=4, classes=4, blocks=4, depth=2, mults=(1, 2), bspace=4, units=8
+)
+
+
+def random_baseline(task, episodes, episode_length, seed=0) -> tuple[float, float]:
+    """Mean return and success_once of uniform random actions over ``episodes`` episodes."""
+    env = envs.make(
+        task,
+        obs_mode="state",
+        render=False,
+        episode_length=episode_length,
+        num_envs=episodes,
+        auto_reset=False,
+    )
+    shape = (episodes, *env.action_space.shape)
+
+    @jax.jit
+    def run(key):
+        def body(carry, k):
+            s, ret, once, alive = carry
+            s = env.step(s, jax.random.uniform(k, shape, minval=-1.0, maxval=1.0))
+            ret = ret + jnp.where(alive, s.reward, 0.0)
+            once = jnp.maximum(once, jnp.where(alive, s.metrics["success"], 0.0))
+            return (s, ret, once, alive & ~s.done.astype(bool)), None
+
+        k_reset, k_steps = jax.random.split(key)
+        zeros = jnp.zeros(episodes, jnp.float32)
+        init = (env.reset(k_reset), zeros, zeros, jnp.ones(episodes, bool))
+        keys = jax.random.split(k_steps, env.episode_length)
+        (_, ret, once, _), _ = jax.lax.scan(body, init, keys)
+        return ret.mean(), once.mean()
+
+    ret, once = jax.device_get(run(jax.random.PRNGKey(seed)))
+    return float(ret), float(once)
+
+
+def final_stats(curve) -> tuple[float, float, int]:
+    """Episode-weighted return and success_once over the last fifth of the chunks."""
+    tail = curve[-max(1, len(curve) // 5) :]
+    n = sum(r["episodes"] for r in tail)
+    if n == 0:
+        return float("nan"), float("nan"), 0
+    ret = sum(r["return"] * r["episodes"] for r in tail) / n
+    return ret, sum(r["success"] * r["episodes"] for r in tail) / n, n
+
+
+def plot(curve, rand_ret, rand_succ, path, title):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = [r for r in curve if r["episodes"]]
+    x = [r["env_steps"] for r in done]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    for ax, key, base, label in (
+        (axes[0], "return", rand_ret, "episode return"),
+        (axes[1], "success", rand_succ, "success_once"),
+    ):
+        ax.plot(x, [r[key] for r in done], marker=".", label="DreamerV3")
+        ax.axhline(base, color="gray", ls="--", label="random policy")
+        ax.set_xlabel("env steps")
+        ax.set_ylabel(label)
+        ax.legend()
+    fig.suptitle(textwrap.fill(title, 140), fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    print(f"saved {path}")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--task", default="Reach")
+    ap.add_argument("--camera", default="front")
+    ap.add_argument("--image", type=int, default=64)
+    ap.add_argument("--episode-length", type=int, default=None, help="default: the task's")
+    ap.add_argument("--size", default="size1m", help="size preset, or 'tiny'")
+    ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--warmup", type=int, default=100, help="learning-rate warm-up updates")
+    ap.add_argument("--train-ratio", type=float, default=32.0)
+    ap.add_argument("--num-envs", type=int, default=16)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--length", type=int, default=64)
+    ap.add_argument("--chunk-steps", type=int, default=32, help="vectorised env steps per chunk")
+    ap.add_argument("--prefill", type=int, default=100, help="random env steps per env")
+    ap.add_argument("--replay", type=int, default=100_000, help="replay capacity (total steps)")
+    ap.add_argument("--minutes", type=float, default=30.0)
+    ap.add_argument("--env-steps", type=int, default=None, help="stop after this many env steps")
+    ap.add_argument("--random-episodes", type=int, default=64)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--plot", default=None, help=f"PNG path (default {PLOT.name} here)")
+    ap.add_argument("--no-plot", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="tiny smoke test (no write by default)")
+    ap.add_argument("--write", action=argparse.BooleanOptionalAction, help="append to RESULTS.md")
+    a = ap.parse_args(argv)
+    a.write = not a.quick if a.write is None else a.write
+    if a.quick:
+        a.size, a.image, a.num_envs, a.batch, a.length = "tiny", 16, 2, 2, 8
+        a.chunk_steps, a.prefill, a.random_episodes = 4, 8, 4
+        a.env_steps, a.episode_length = a.env_steps or 32, a.episode_length or 6
+        a.no_plot = a.no_plot or a.plot is None
+    plot_path = a.plot or PLOT
+
+    opt = OptimizerConfig(lr=a.lr, warmup=a.warmup)
+    kw = dict(compute_dtype=a.dtype, obs_keys=("pixels",), optimizer=opt)
+    config = DreamerConfig(**TINY, **kw) if a.size == "tiny" else DreamerConfig.preset(a.size, **kw)
+    env = envs.make(
+        a.task,
+        image_size=a.image,
+        camera=a.camera,
+        episode_length=a.episode_length,
+        num_envs=a.num_envs,
+        auto_reset=False,
+    )
+    agent = Dreamer(config, env.observation_space, env.action_space)
+    tc = TrainConfig(
+        num_envs=a.num_envs,
+        train_ratio=a.train_ratio,
+        batch_size=a.batch,
+        batch_length=a.length,
+        chunk_steps=a.chunk_steps,
+        prefill=a.prefill,
+        replay_capacity=a.replay // a.num_envs * a.num_envs,
+    )
+    trainer = Trainer(env, agent, tc)
+    desc = (
+        f"{a.task} ({a.camera} camera, {a.image} px pixels, {env.episode_length}-step "
+        f"episodes), {a.size}, {a.dtype}, lr {a.lr:g} "
+        f"(warm-up {a.warmup}), {a.num_envs} envs, train ratio {a.train_ratio:g}, batch "
+        f"{a.batch} x {a.length}, {a.chunk_steps} steps x {a.num_envs} envs and "
+        f"{tc.chunk_updates} updates per chunk, prefill {a.prefill} random steps per env"
+    )
+    print(desc)
+
+    t0 = time.perf_counter()
+    state = trainer.prefill(trainer.init(jax.random.PRNGKey(a.seed)))
+    header = "| env steps | updates | wall (min) | episodes | return | success_once |"
+    print(header, flush=True)
+    curve = []
+    while True:
+        state, m = trainer.train_chunk(state)
+        m = jax.device_get(m)
+        row = dict(
+            env_steps=int(m["env_steps"]),
+            updates=int(m["updates"]),
+            wall=(time.perf_counter() - t0) / 60,
+            episodes=int(m["episode/count"]),
+            **{"return": float(m["episode/return"]), "success": float(m["episode/success_once"])},
+        )
+        curve.append(row)
+        print(fmt(row), flush=True)
+        if row["wall"] >= a.minutes or (a.env_steps and row["env_steps"] >= a.env_steps):
+            break
+    if not np.isfinite(float(m["loss/total"])):
+        print("warning: the loss is not finite")
+
+    rand_ret, rand_succ = random_baseline(a.task, a.random_episodes, env.episode_length, a.seed + 1)
+    ret, succ, n = final_stats(curve)
+    last = curve[-1]
+    summary_h = (
+        "| env steps | updates | wall (min) | final return | final success_once "
+        "| random return | random success_once |"
+    )
+    summary = (
+        f"| {last['env_steps']:,} | {last['updates']:,} | {last['wall']:.1f} | {ret:.2f} "
+        f"| {succ:.2f} | {rand_ret:.2f} | {rand_succ:.2f} |"
+    )
+    print(f"\n{summary_h}\n{summary}")
+    print(f"(final: {n} episodes of the last fifth of the chunks; random: {a.random_episodes})")
+
+    if not a.no_plot:
+        plot(curve, rand_ret, rand_succ, plot_path, desc)
+    if not a.write:
+        return
+    step = max(1, len(curve) // 20)
+    shown = curve[::step] + ([] if (len(curve) - 1) % step == 0 else curve[-1:])
+    notes = [
+        desc,
+        f"final: episode-weighted mean over the {n} episodes that ended in the last fifth of "
+        f"the chunks; random: uniform random actions, {a.random_episodes} episodes; env steps "
+        "include the prefill; wall time counted from before the first compile",
+    ]
+    rows = [summary_h, "|" + "---|" * 7, summary, "", header, "|" + "---|" * 6]
+    append_results(HEADING, notes, rows + [fmt(r) for r in shown])
+
+
+def fmt(r) -> str:
+    ep = r["episodes"]
+    ret, succ = (f"{r['return']:.2f}", f"{r['success']:.2f}") if ep else ("-", "-")
+    return f"| {r['env_steps']:,} | {r['updates']:,} | {r['wall']:.2f} | {ep} | {ret} | {succ} |"
+
+
+if __name__ == "__main__":
+    main()
