@@ -216,9 +216,9 @@ class Dreamer:
         slow = jax.tree.map(
             lambda s, p: (1.0 - rate) * s + rate * p, state.slow_critic, params["critic"]
         )
-        metrics["opt/grad_norm"] = optax.global_norm(grads)
-        metrics["opt/update_norm"] = optax.global_norm(updates)
-        metrics["opt/param_norm"] = optax.global_norm(params)
+        metrics["opt/grad_norm"] = optax.tree.norm(grads)
+        metrics["opt/update_norm"] = optax.tree.norm(updates)
+        metrics["opt/param_norm"] = optax.tree.norm(params)
         new = AgentState(params, slow, opt_state, retnorm, state.step + 1)
         return new, metrics
 

@@ -2,8 +2,10 @@
 
 Per stage ``i``: a ``kernel x kernel`` convolution (stride 1, SAME) to ``depth * mults[i]``
 channels, 2x2 max-pooling, RMSNorm, SiLU; pixels enter as ``uint8 / 255 - 0.5`` and the final
-``[h, w, c]`` map is flattened. This is the official ``Encoder`` with ``strided=False``. Images of
-128 px or more get one more stage (repeating the last multiplier) so the final map stays small.
+``[h, w, c]`` map is flattened. This is the official ``Encoder`` with ``strided=False``; each
+convolution + pooling runs as :func:`pvm_mbrl.nn.conv.conv_pool` (the same function, faster).
+Images of 128 px or more get one more stage (repeating the last multiplier) so the final map
+stays small.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from pvm_mbrl.nn.conv import conv_pool
 from pvm_mbrl.nn.layers import Norm, kernel_init
 
 
@@ -84,8 +87,6 @@ class CNNEncoder(nnx.Module):
         batch = images.shape[:-3]
         x = images.reshape(-1, *self.image_shape).astype(self.dtype) / 255.0 - 0.5
         for conv, norm in zip(self.convs, self.norms):
-            x = conv(x)
-            n, h, w, c = x.shape
-            x = x.reshape(n, h // 2, 2, w // 2, 2, c).max((2, 4))
-            x = jax.nn.silu(norm(x))
+            w, b = conv.kernel[...].astype(self.dtype), conv.bias[...].astype(self.dtype)
+            x = jax.nn.silu(norm(conv_pool(x, w, b)))
         return x.reshape(*batch, -1)
