@@ -16,6 +16,8 @@ benchmarks/RESULTS.md and saves a plot to benchmarks/learning_curve.png.
 from __future__ import annotations
 
 import argparse
+import ast
+import dataclasses
 import pathlib
 import sys
 import textwrap
@@ -36,6 +38,8 @@ from common import append_results
 
 HEADING = "## Learning curve (benchmarks/learning.py)"
 PLOT = pathlib.Path(__file__).resolve().parent / "learning_curve.png"
+# --obs choices -> the observation keys the agent sees.
+OBS = {"pixels": ("pixels",), "pixels+proprio": ("pixels", "proprio"), "state": ("state",)}
 TINY = dict(
     deter=32, hidden=8, stoch=4, classes=4, blocks=4, depth=2, mults=(1, 2), bspace=4, units=8
 )
@@ -71,6 +75,21 @@ def random_baseline(task, episodes, episode_length, seed=0) -> tuple[float, floa
 
     ret, once = jax.device_get(run(jax.random.PRNGKey(seed)))
     return float(ret), float(once)
+
+
+def overrides(items: list[str]) -> dict:
+    """``["deter=256", "mults=(1,2)"]`` -> DreamerConfig keyword overrides (Python literals)."""
+    fields = {f.name for f in dataclasses.fields(DreamerConfig)}
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or name not in fields:
+            raise SystemExit(f"--set expects FIELD=VALUE with a DreamerConfig field, got {item!r}")
+        try:
+            out[name] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[name] = value
+    return out
 
 
 def final_stats(curve) -> tuple[float, float, int]:
@@ -113,8 +132,21 @@ def main(argv=None):
     ap.add_argument("--task", default="Reach")
     ap.add_argument("--camera", default="front")
     ap.add_argument("--image", type=int, default=64)
+    ap.add_argument(
+        "--obs",
+        choices=sorted(OBS),
+        default="pixels",
+        help="what the agent sees; 'state' (no rendering) checks the agent without vision",
+    )
     ap.add_argument("--episode-length", type=int, default=None, help="default: the task's")
     ap.add_argument("--size", default="size1m", help="size preset, or 'tiny'")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="DreamerConfig override on top of --size, e.g. --set deter=256 (repeatable)",
+    )
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--warmup", type=int, default=100, help="learning-rate warm-up updates")
@@ -143,10 +175,13 @@ def main(argv=None):
     plot_path = a.plot or PLOT
 
     opt = OptimizerConfig(lr=a.lr, warmup=a.warmup)
-    kw = dict(compute_dtype=a.dtype, obs_keys=("pixels",), optimizer=opt)
-    config = DreamerConfig(**TINY, **kw) if a.size == "tiny" else DreamerConfig.preset(a.size, **kw)
+    kw = dict(compute_dtype=a.dtype, obs_keys=OBS[a.obs], optimizer=opt)
+    kw |= overrides(a.set)
+    config = DreamerConfig(**TINY | kw) if a.size == "tiny" else DreamerConfig.preset(a.size, **kw)
+    mode = dict(obs_mode="state", render=False) if a.obs == "state" else {}
     env = envs.make(
         a.task,
+        **mode,
         image_size=a.image,
         camera=a.camera,
         episode_length=a.episode_length,
@@ -165,8 +200,8 @@ def main(argv=None):
     )
     trainer = Trainer(env, agent, tc)
     desc = (
-        f"{a.task} ({a.camera} camera, {a.image} px pixels, {env.episode_length}-step "
-        f"episodes), {a.size}, {a.dtype}, lr {a.lr:g} "
+        f"{a.task} ({a.camera} camera, {a.image} px, obs {a.obs}, {env.episode_length}-step "
+        f"episodes), {a.size}{''.join(' ' + x for x in a.set)}, {a.dtype}, lr {a.lr:g} "
         f"(warm-up {a.warmup}), {a.num_envs} envs, train ratio {a.train_ratio:g}, batch "
         f"{a.batch} x {a.length}, {a.chunk_steps} steps x {a.num_envs} envs and "
         f"{tc.chunk_updates} updates per chunk, prefill {a.prefill} random steps per env"

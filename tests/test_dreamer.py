@@ -278,9 +278,11 @@ def test_policy_modes_and_carry(agent, trained):
     carry = agent.initial_carry(B)
     a1, c1 = policy(state, carry, obs, jax.random.PRNGKey(0), mode="eval")
     a2, _ = policy(state, carry, obs, jax.random.PRNGKey(1), mode="eval")
-    a3, _ = policy(state, carry, obs, jax.random.PRNGKey(1), mode="explore")
+    a3, c3 = policy(state, carry, obs, jax.random.PRNGKey(1), mode="explore")
     assert a1.shape == (B, 3) and np.all(np.abs(np.asarray(a3)) <= 1.0)
     np.testing.assert_array_equal(c1["action"], a1)
+    # The env gets the clipped sample; the model (and replay) keep the sample itself.
+    np.testing.assert_array_equal(a3, np.clip(c3["action"], -1.0, 1.0))
     assert not np.allclose(a2, a3)
     assert c1["deter"].shape == (B, 32) and c1["stoch"].shape == (B, 4, 4)
     with pytest.raises(ValueError, match="mode"):

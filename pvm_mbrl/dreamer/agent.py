@@ -180,8 +180,12 @@ class Dreamer:
         """One step for a batch of envs; ``obs`` holds the observation keys and ``is_first``.
 
         Returns ``(env_action, carry)``. ``mode="explore"`` samples, ``"eval"`` takes the mode.
-        Continuous actions are clipped to ``[-1, 1]``; discrete ones are integer indices
-        (``carry["action"]`` keeps the model-side action: the clipped values or a one-hot).
+        Continuous env actions are the sample clipped to ``[-1, 1]``; discrete ones are integer
+        indices. ``carry["action"]`` keeps the model-side action, which the trainer also writes to
+        replay: the unclipped sample or a one-hot. As in the official code (whose env wrapper
+        clips), the world model thus learns what actions outside the box do (the same as the
+        boundary), and imagination, which samples unclipped actions, stays in its training
+        distribution.
         """
         if mode not in POLICY_MODES:
             raise ValueError(f"mode must be one of {POLICY_MODES}, got {mode!r}")
@@ -199,8 +203,7 @@ class Dreamer:
                 self.act_space.low
             )
         else:
-            action = jnp.clip(action, -1.0, 1.0)
-            env_action = action
+            env_action = jnp.clip(action, -1.0, 1.0)
         return env_action, {**rstate, "action": action}
 
     def train(self, state: AgentState, batch, key) -> tuple[AgentState, dict[str, jax.Array]]:
