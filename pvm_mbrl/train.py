@@ -144,7 +144,8 @@ class Trainer:
         n = self.config.num_envs
         env_state = self.env.reset(k_env)
         carry = self.agent.initial_carry(n)
-        example = self._record(env_state, carry["action"], self._flags(n, first=True), jnp.zeros(n))
+        obs = self._observe(env_state, None)
+        example = self._record(obs, carry["action"], self._flags(n, first=True), jnp.zeros(n))
         example = jax.tree.map(lambda x: x[0], example)
         buffer = replay_lib.Replay.create(example, n, self.config.replay_capacity)
         state = TrainState(
@@ -186,8 +187,21 @@ class Trainer:
             "is_terminal": jnp.zeros((n,), bool),
         }
 
-    def _record(self, env_state, model_action, flags, reward):
+    def _observe(self, env_state, agent_state):
+        """The agent's observation keys, plus the encoder cache when the agent stores one
+        (computed once per frame here; zeros of its shape when ``agent_state`` is None)."""
         obs = {k: env_state.obs[k] for k in self.agent.obs_keys}
+        key = self.agent.cache_key
+        if key:
+            (img,) = (k for k in self.agent.obs_keys if obs[k].dtype == jnp.uint8)
+            if agent_state is None:
+                n = self.config.num_envs
+                obs[key] = jnp.zeros((n, *self.agent.cache_shape), self.agent.cache_dtype)
+            else:
+                obs[key] = self.agent.encode_cache(agent_state, obs[img])
+        return obs
+
+    def _record(self, obs, model_action, flags, reward):
         return {**obs, "action": model_action, "reward": reward.astype(jnp.float32), **flags}
 
     def _random_action(self, key):
@@ -200,7 +214,7 @@ class Trainer:
 
     def _env_step(self, state: TrainState, random: bool) -> tuple[TrainState, dict]:
         key, k_act, k_reset = jax.random.split(state.key, 3)
-        obs = {k: state.env.obs[k] for k in self.agent.obs_keys}
+        obs = self._observe(state.env, state.agent)
         if random:
             env_action, model_action = self._random_action(k_act)
             carry = {**state.carry, "action": model_action}
@@ -208,7 +222,7 @@ class Trainer:
             obs_in = {**obs, "is_first": state.flags["is_first"]}
             env_action, carry = self.agent.policy(state.agent, state.carry, obs_in, k_act)
             model_action = carry["action"]
-        record = self._record(state.env, model_action, state.flags, state.reward)
+        record = self._record(obs, model_action, state.flags, state.reward)
         buffer = replay_lib.add(state.replay, record)
 
         last = state.flags["is_last"]

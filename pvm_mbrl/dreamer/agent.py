@@ -19,6 +19,8 @@ Every sequence starts from the initial state (``is_first[:, 0]`` is forced on).
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -39,6 +41,7 @@ from pvm_mbrl.nn.layers import MLP
 _sg = jax.lax.stop_gradient
 POLICY_MODES = ("explore", "eval")
 BATCH_FLAGS = ("reward", "is_first", "is_last", "is_terminal")
+CACHE_KEY = "encoder_cache"
 
 
 def _split_obs_space(obs_space, keys):
@@ -78,6 +81,7 @@ class Networks(nnx.Module):
                 if c.encoder == "cnn"
                 else {}
             )
+            options |= c.encoder_options
             self.encoder = encoders.make(c.encoder, shape, rngs=rngs, dtype=dtype, **options)
             embed += self.encoder.output_size
             self.image_decoder = ImageDecoder(c, shape, rngs=rngs, dtype=dtype)
@@ -100,9 +104,12 @@ class Networks(nnx.Module):
         self.dtype = dtype
 
     def embed(self, obs: dict[str, jax.Array]) -> jax.Array:
-        """Encoder output ``[..., E]`` of the image and the symlog vector observations."""
+        """Encoder output ``[..., E]`` of the image (from ``obs[CACHE_KEY]`` when present, see
+        ``DreamerConfig.encoder_cache``) and the symlog vector observations."""
         parts = []
-        if self.images:
+        if CACHE_KEY in obs:
+            parts.append(self.encoder.from_cache(obs[CACHE_KEY]).astype(self.dtype))
+        elif self.images:
             (key,) = self.images
             parts.append(self.encoder(obs[key]).astype(self.dtype))
         if self.vectors:
@@ -142,7 +149,42 @@ class Dreamer:
         self.graphdef, _ = nnx.split(nets)
         self.critic_graphdef, _ = nnx.split(nets.critic)
         self.obs_keys = tuple(sorted({**nets.images, **nets.vectors}))
-        self.optimizer = make_optimizer(config.optimizer)
+        self.optimizer = self._make_optimizer(nets)
+        self.cache_key, self.cache_shape, self.cache_dtype = None, None, None
+        if config.encoder_cache:
+            encoder = getattr(nets, "encoder", None)
+            if not all(hasattr(encoder, m) for m in ("cache", "from_cache", "cache_shape")):
+                raise ValueError(
+                    f"encoder_cache needs an image encoder with cache(), from_cache() and "
+                    f"cache_shape() (a PVM encoder under 'frozen' or 'partial(k)'), got "
+                    f"{config.encoder!r}"
+                )
+            self.cache_key = CACHE_KEY
+            self.cache_shape = tuple(encoder.cache_shape())
+            self.cache_dtype = jnp.dtype(nets.dtype)
+
+    def _make_optimizer(self, nets: Networks) -> optax.GradientTransformation:
+        """DreamerV3's optimiser; with a PVM encoder, its frozen weights get no update and no
+        state, its trainable ones ``pvm_lr`` (and ``layer_decay``) through optax.multi_transform."""
+        c = self.config
+        base = make_optimizer(c.optimizer)
+        if not isinstance(getattr(nets, "encoder", None), encoders.PVMEncoder):
+            if c.pvm_lr is not None or c.layer_decay is not None:
+                raise ValueError("pvm_lr and layer_decay need a PVM encoder")
+            return base
+        pvm = (
+            base
+            if c.pvm_lr is None
+            else make_optimizer(dataclasses.replace(c.optimizer, lr=c.pvm_lr))
+        )
+        labels = encoders.param_labels(nnx.state(nets), nets.encoder.finetune)
+        return encoders.make_pvm_optimizer(base, pvm, labels, layer_decay=c.layer_decay)
+
+    def encode_cache(self, state: AgentState, images: jax.Array) -> jax.Array:
+        """What replay stores for ``images`` ``[..., H, W, C]`` when ``encoder_cache`` is on."""
+        if self.cache_key is None:
+            raise ValueError("encode_cache needs DreamerConfig(encoder_cache=True)")
+        return self.nets(state.params).encoder.cache(images)
 
     def _build(self, key) -> Networks:
         rngs = nnx.Rngs(params=key)
@@ -185,14 +227,20 @@ class Dreamer:
         replay: the unclipped sample or a one-hot. As in the official code (whose env wrapper
         clips), the world model thus learns what actions outside the box do (the same as the
         boundary), and imagination, which samples unclipped actions, stays in its training
-        distribution.
+        distribution. With ``encoder_cache`` on, ``obs`` may carry ``agent.encode_cache`` of the
+        images under ``agent.cache_key`` (the trainer computes it once and stores it in replay);
+        otherwise it is computed here.
         """
         if mode not in POLICY_MODES:
             raise ValueError(f"mode must be one of {POLICY_MODES}, got {mode!r}")
-        self._check_obs(obs, batch_dims=1)
         nets = self.nets(state.params)
+        if self.cache_key and self.cache_key not in obs:
+            (img,) = nets.images
+            if img in obs:
+                obs = {**obs, self.cache_key: nets.encoder.cache(obs[img])}
+        self._check_obs(obs, batch_dims=1)
         k_obs, k_act = jax.random.split(key)
-        embed = nets.embed(obs)
+        embed = nets.embed({k: obs[k] for k in self._input_keys})
         rstate = {"deter": carry["deter"], "stoch": carry["stoch"]}
         rstate, _ = nets.rssm.obs_step(rstate, carry["action"], embed, obs["is_first"], k_obs)
         dist = nets.actor(nets.rssm.features(rstate))
@@ -240,7 +288,7 @@ class Dreamer:
         prev_action = jnp.concatenate([jnp.zeros_like(action[:, :1]), action[:, :-1]], 1)
 
         # World model.
-        embed = nets.embed({k: batch[k] for k in self.obs_keys})
+        embed = nets.embed({k: batch[k] for k in self._input_keys})
         init = nets.rssm.initial(bsz)
         _, post, post_logits = nets.rssm.observe(init, prev_action, embed, is_first, k_obs)
         prior_logits = nets.rssm.prior_logits(post["deter"])
@@ -288,8 +336,14 @@ class Dreamer:
 
     # -- input checks (trace time) -----------------------------------------------------------
 
+    @property
+    def _input_keys(self) -> tuple[str, ...]:
+        """Observation keys the networks read (the cache stands in for the image's encoding;
+        the image itself is still read by the decoder in training)."""
+        return self.obs_keys + ((self.cache_key,) if self.cache_key else ())
+
     def _check_obs(self, obs, batch_dims):
-        for k in (*self.obs_keys, "is_first"):
+        for k in (*self._input_keys, "is_first"):
             if k not in obs:
                 raise ValueError(f"obs must contain {k!r}; got keys {sorted(obs)}")
         lead = None
@@ -302,6 +356,13 @@ class Dreamer:
                     f"{', '.join(map(str, expected))}], got {shape}"
                 )
             lead = lead or shape[:batch_dims]
+        if self.cache_key:
+            shape, want = tuple(jnp.shape(obs[self.cache_key])), (*lead, *self.cache_shape)
+            if shape != want:
+                raise ValueError(
+                    f"obs[{self.cache_key!r}] must have shape {want} (agent.encode_cache of the "
+                    f"images), got {shape}"
+                )
         if tuple(jnp.shape(obs["is_first"])) != lead:
             raise ValueError(f"is_first must have shape {lead}, got {jnp.shape(obs['is_first'])}")
 

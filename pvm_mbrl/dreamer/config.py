@@ -59,6 +59,15 @@ class DreamerConfig:
       unimix, free_nats: uniform mix of the latent categoricals; KL free bits.
       imglayers, obslayers, dynlayers: hidden layers of the prior, posterior and GRU input.
       encoder: name in ``pvm_mbrl.encoders`` (``"cnn"`` is DreamerV3's).
+      encoder_options: keyword options for the encoder factory (for PVM encoders e.g.
+        ``checkpoint``, ``finetune`` ("frozen", "partial(k)", "full"), ``input_size``,
+        ``output``, ``head``, ``remat``).
+      encoder_cache: store what the encoder's fine-tuning mode keeps fixed (frozen features, or
+        the tokens entering the first trainable block) in replay once per frame, so updates
+        never run the frozen part (PVM encoders under "frozen" or "partial(k)").
+      pvm_lr, layer_decay: learning rate of the PVM's trainable weights (None: the optimiser's
+        lr) and its optional layer-wise decay; PVM weights that are not trainable get no
+        optimiser state.
       depth, mults, kernel: CNN encoder/decoder channels ``depth * mult`` per stage, kernel
         size; images of 128 px or more get one more stage.
       bspace: block count of the decoder's first (block-linear) layer.
@@ -88,6 +97,10 @@ class DreamerConfig:
     obslayers: int = 1
     dynlayers: int = 1
     encoder: str = "cnn"
+    encoder_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    encoder_cache: bool = False
+    pvm_lr: float | None = None
+    layer_decay: float | None = None
     depth: int = 16
     mults: tuple[int, ...] = (2, 3, 4, 4)
     kernel: int = 5
@@ -137,6 +150,8 @@ class DreamerConfig:
         for name in ("imag_horizon", "horizon", "units", "depth", "stoch", "classes", "bins"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.pvm_lr is not None and not self.pvm_lr > 0:
+            raise ValueError(f"pvm_lr must be > 0 or None, got {self.pvm_lr}")
         if not 0.0 <= self.lam <= 1.0:
             raise ValueError(f"lam must be in [0, 1], got {self.lam}")
 
