@@ -134,7 +134,9 @@ def bench_update(size, dtype, b, t, image, repeats) -> dict[str, float]:
     return dict(compile_s=compile_s, sec=sec, xla_flops=xla_flops, flops=full_flops)
 
 
-def bench_loop(size, dtype, num_envs, b, t, image, chunk_steps, chunks, train_ratio, prefill):
+def bench_loop(
+    size, dtype, num_envs, b, t, image, chunk_steps, chunks, train_ratio, prefill, fused=True
+):
     env = envs.make("Reach", image_size=image, camera="front", num_envs=num_envs, auto_reset=False)
     agent = Dreamer(
         make_config(size, dtype, obs_keys=("pixels",)), env.observation_space, env.action_space
@@ -147,6 +149,7 @@ def bench_loop(size, dtype, num_envs, b, t, image, chunk_steps, chunks, train_ra
         chunk_steps=chunk_steps,
         prefill=prefill,
         replay_capacity=num_envs * max(4 * t, 512),
+        fused=fused,
     )
     trainer = Trainer(env, agent, cfg)
     t0 = time.perf_counter()
@@ -185,7 +188,7 @@ def bench_loop(size, dtype, num_envs, b, t, image, chunk_steps, chunks, train_ra
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", nargs="+", default=["size1m", "size12m"])
+    ap.add_argument("--sizes", nargs="*", default=["size1m", "size12m"], help="none: loop only")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--length", type=int, default=64)
     ap.add_argument("--image", type=int, default=64)
@@ -197,6 +200,13 @@ def main(argv=None):
     ap.add_argument("--train-ratio", type=float, default=32.0)
     ap.add_argument("--chunk-steps", type=int, default=16, help="vectorised env steps per chunk")
     ap.add_argument("--chunks", type=int, default=1, help="timed chunks after the warm-up one")
+    ap.add_argument(
+        "--fused",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="whole chunk in one compiled scan (TrainConfig.fused); --no-fused: one call per "
+        "cycle and per update",
+    )
     ap.add_argument("--quick", action="store_true", help="tiny smoke test (no write by default)")
     ap.add_argument("--write", action=argparse.BooleanOptionalAction, help="append to RESULTS.md")
     args = ap.parse_args(argv)
@@ -258,13 +268,15 @@ def main(argv=None):
             args.chunks,
             args.train_ratio,
             prefill,
+            args.fused,
         )
         lh = (
             "| loop | envs | train ratio | updates / chunk | env steps/s (whole loop) | updates/s "
             "| env steps/s (collection only) | update share of loop time | warm-up chunk (s) |"
         )
         lrow = (
-            f"| {args.loop_size} Reach {loop_image}px | {args.num_envs} | {args.train_ratio:g} "
+            f"| {args.loop_size} Reach {loop_image}px{'' if args.fused else ', unfused'} "
+            f"| {args.num_envs} | {args.train_ratio:g} "
             f"| {r['updates']} | {r['loop_sps']:,.1f} | {r['ups']:.3f} | {r['collect_sps']:,.1f} "
             f"| {r['update_share']:.0%} | {r['warmup_s']:.1f} |"
         )

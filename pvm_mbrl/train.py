@@ -44,6 +44,12 @@ class TrainConfig:
 
     ``chunk_steps`` vectorised env steps per compiled chunk; ``prefill`` env steps per env with
     a uniform random policy before the first update (at least ``batch_length``).
+
+    ``fused=True`` runs a whole chunk (collection, insertion, updates) as one compiled
+    ``lax.scan``. ``fused=False`` runs the same steps in the same order as one compiled call per
+    collection cycle and one per update: on XLA:CPU work inside a while-loop body runs about 2x
+    slower than at the top level (measured in ``benchmarks/RESULTS.md``), so this is the faster
+    choice there; the results agree up to float rounding (tested).
     """
 
     num_envs: int = 16
@@ -53,6 +59,7 @@ class TrainConfig:
     replay_capacity: int = 1_000_000
     chunk_steps: int = 64
     prefill: int = 1000
+    fused: bool = True
 
     def __post_init__(self):
         for name in ("num_envs", "batch_size", "batch_length", "chunk_steps", "prefill"):
@@ -123,9 +130,14 @@ class Trainer:
             )
         if _has_autoreset(env):
             raise ValueError("pass the env without AutoReset (envs.make(..., auto_reset=False))")
+        if mesh is not None and not config.fused:
+            raise ValueError("a device mesh needs TrainConfig(fused=True)")
         self.env, self.agent, self.config, self.mesh = env, agent, config, mesh
         self._chunk = jax.jit(self._train_chunk, donate_argnums=0)
         self._prefill = jax.jit(self._prefill_fn, donate_argnums=0)
+        c, _ = config.cycle
+        self._collect_cycle = jax.jit(lambda s: self._collect(s, c, random=False), donate_argnums=0)
+        self._update_once = jax.jit(lambda s: self._update(s), donate_argnums=0)
 
     # -- state -------------------------------------------------------------------------------
 
@@ -175,7 +187,21 @@ class Trainer:
         ``return``, ``success_once`` (solved at any step) and ``success_end`` (at the last step),
         ``env_steps`` and ``updates`` totals.
         """
-        return self._chunk(state)
+        if self.config.fused:
+            return self._chunk(state)
+        c, u = self.config.cycle
+        stats, metrics = [], []
+        for _ in range(self.config.chunk_steps // c):
+            state, st = self._collect_cycle(state)
+            ms = []
+            for _ in range(u):
+                state, m = self._update_once(state)
+                ms.append(m)
+            stats.append(st)
+            metrics.append(jax.tree.map(lambda *x: jnp.mean(jnp.stack(x), 0), *ms))
+        stats = jax.tree.map(lambda *x: jnp.sum(jnp.stack(x), 0), *stats)
+        metrics = jax.tree.map(lambda *x: jnp.mean(jnp.stack(x), 0), *metrics)
+        return self._constrain(state), self._chunk_metrics(state, stats, metrics)
 
     # -- implementation ----------------------------------------------------------------------
 
@@ -315,6 +341,12 @@ class Trainer:
         state, (stats, metrics) = jax.lax.scan(cycle, state, None, length=cycles)
         stats = jax.tree.map(lambda x: x.sum(0), stats)
         metrics = jax.tree.map(lambda x: x.mean(0), metrics)
+        return self._constrain(state), self._chunk_metrics(state, stats, metrics)
+
+    @staticmethod
+    def _chunk_metrics(state, stats, metrics):
+        """Update-metric means plus the chunk's episode statistics and totals."""
+        metrics = dict(metrics)
         n = jnp.maximum(stats["episodes"], 1)
         metrics.update(
             {
@@ -326,7 +358,7 @@ class Trainer:
                 "updates": state.updates,
             }
         )
-        return self._constrain(state), metrics
+        return metrics
 
 
 def _episode_stats(n):
