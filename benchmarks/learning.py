@@ -157,6 +157,12 @@ def main(argv=None):
     ap.add_argument("--chunk-steps", type=int, default=32, help="vectorised env steps per chunk")
     ap.add_argument("--prefill", type=int, default=100, help="random env steps per env")
     ap.add_argument("--replay", type=int, default=100_000, help="replay capacity (total steps)")
+    ap.add_argument(
+        "--fused",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="TrainConfig.fused (--no-fused is faster on XLA:CPU)",
+    )
     ap.add_argument("--minutes", type=float, default=30.0)
     ap.add_argument("--env-steps", type=int, default=None, help="stop after this many env steps")
     ap.add_argument("--random-episodes", type=int, default=64)
@@ -197,6 +203,7 @@ def main(argv=None):
         chunk_steps=a.chunk_steps,
         prefill=a.prefill,
         replay_capacity=a.replay // a.num_envs * a.num_envs,
+        fused=a.fused,
     )
     trainer = Trainer(env, agent, tc)
     desc = (
