@@ -142,17 +142,23 @@ class Trainer:
     # -- state -------------------------------------------------------------------------------
 
     def init(self, key: jax.Array) -> TrainState:
-        """Agent, envs, empty replay; nothing collected yet (built sharded under a mesh)."""
+        """Agent, envs, empty replay; nothing collected yet (built sharded under a mesh).
+
+        The agent is initialised outside the compiled function, so that checkpoint weights a
+        pre-trained encoder reads from disk enter it as arguments, not as compile-time
+        constants (which would copy the whole checkpoint into the program)."""
+        agent = self.agent.init(jax.random.split(key, 3)[0])
         shardings = None
         if self.mesh is not None:
             from pvm_mbrl import parallel
 
-            shapes = jax.eval_shape(self._init_fn, key)
+            shapes = jax.eval_shape(self._init_fn, key, agent)
             shardings = parallel.train_state_shardings(self.mesh, shapes, self.config)
-        return jax.jit(self._init_fn, out_shardings=shardings)(key)
+            agent = jax.device_put(agent, shardings.agent)
+        return jax.jit(self._init_fn, out_shardings=shardings)(key, agent)
 
-    def _init_fn(self, key):
-        k_agent, k_env, k_loop = jax.random.split(key, 3)
+    def _init_fn(self, key, agent):
+        _, k_env, k_loop = jax.random.split(key, 3)
         n = self.config.num_envs
         env_state = self.env.reset(k_env)
         carry = self.agent.initial_carry(n)
@@ -161,7 +167,7 @@ class Trainer:
         example = jax.tree.map(lambda x: x[0], example)
         buffer = replay_lib.Replay.create(example, n, self.config.replay_capacity)
         state = TrainState(
-            agent=self.agent.init(k_agent),
+            agent=agent,
             env=env_state,
             carry=carry,
             flags=self._flags(n, first=True),

@@ -4,14 +4,17 @@ uncached path. Uses the tiny DINOv2 fixture (28 px, patch 14, 2 blocks)."""
 
 import dataclasses
 import pathlib
+import re
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from pvm_mbrl import envs
 from pvm_mbrl.dreamer import Dreamer, DreamerConfig, OptimizerConfig
+from pvm_mbrl.encoders import load_vit
 from pvm_mbrl.envs import wrappers
 from pvm_mbrl.envs.core import Space
 from pvm_mbrl.train import TrainConfig, Trainer
@@ -177,7 +180,22 @@ def test_trainer_stores_the_cache_in_replay():
     trainer = Trainer(env, agent, loop)
     # Prefill runs the same per-step recording as train_chunk (whose cached updates the loss and
     # gradient tests above cover) and compiles much faster.
-    state = trainer.prefill(trainer.init(jax.random.PRNGKey(0)))
+    key = jax.random.PRNGKey(0)
+    state = trainer.init(key)
+    # The checkpoint's weights reach the train state intact, as arguments of the compiled init:
+    # none of them is baked into the program as a constant.
+    vit, _ = load_vit(FIXTURE)
+    for (path, want), got in zip(
+        jax.tree_util.tree_flatten_with_path(nnx.state(vit))[0],
+        jax.tree.leaves(state.agent.params["encoder"]["vit"]),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(got, want, err_msg=jax.tree_util.keystr(path))
+    hlo = jax.jit(trainer._init_fn).lower(key, state.agent).as_text()
+    constants = set(re.findall(r"constant dense<.*?> : tensor<([0-9x]+)xf32>", hlo))
+    shapes = {"x".join(map(str, w.shape)) for w in jax.tree.leaves(nnx.state(vit)) if w.ndim > 1}
+    assert not constants & shapes, constants & shapes
+    state = trainer.prefill(state)
     data, n = state.replay.data, int(state.replay.pos)
     assert n == 14
     pixels, cache = data["pixels"][:, :n], data[agent.cache_key][:, :n]
