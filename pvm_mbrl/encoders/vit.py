@@ -19,7 +19,8 @@ exactly as transformers' ``interpolate_pos_encoding`` does (for CLIP that is its
 Parameters are float32; ``dtype`` sets the compute dtype (norm statistics and attention softmax
 stay float32). The blocks live in the ``nnx.List`` ``blocks``, so a parameter filter can pick
 "the last k blocks" by path, and :meth:`ViT.embed`, :meth:`ViT.blocks_forward`,
-:meth:`ViT.final_norm` and :meth:`ViT.pooled` let callers cache activations of the frozen part.
+:meth:`ViT.final_norm` and :meth:`ViT.pooled` let callers cache activations of the frozen part;
+:meth:`ViT.attention_probs` gives a block's softmax attention (for attention-map analyses).
 """
 
 from __future__ import annotations
@@ -244,6 +245,15 @@ class Attention(nnx.Module):
         y = jax.nn.dot_product_attention(q, k, v, scale=self.head_dim**-0.5)
         return self.o_proj(y.reshape(*x.shape[:-1], -1))
 
+    def probs(self, x: jax.Array) -> jax.Array:
+        """Attention probabilities ``[N, heads, T, T]`` (query, key) for input ``x [N, T, D]``:
+        ``softmax(q k^T / sqrt(head_dim))`` over keys, in float32, with the projections and
+        scale of :meth:`__call__` (which this does not change)."""
+        split = (*x.shape[:-1], self.num_heads, self.head_dim)
+        q, k = (p(x).reshape(split) for p in (self.q_proj, self.k_proj))
+        logits = jnp.einsum("ntha,nsha->nhts", q, k, preferred_element_type=jnp.float32)
+        return jax.nn.softmax(logits * self.head_dim**-0.5, axis=-1)
+
 
 class MLP(nnx.Module):
     """``fc2(act(fc1(x)))``."""
@@ -408,6 +418,21 @@ class ViT(nnx.Module):
         """Pooled output from the last block's output: the CLS token after the final norm
         (DINOv2's ``layernorm``, CLIP's ``post_layernorm``; both act per token)."""
         return self.norm(tokens[:, 0])
+
+    def attention_probs(self, pixels: jax.Array, layer: int = -1) -> jax.Array:
+        """Softmax attention probabilities ``[N, heads, T, T]`` (query, key; float32) of block
+        ``layer`` (negative counts from the end) for normalised pixels ``[N, H, W, C]``.
+
+        Token order as in :meth:`__call__`: ``[CLS, registers..., patches...]``. Uses the same
+        q/k projections and scale as the forward pass (see :meth:`Attention.probs`).
+        """
+        n = self.num_layers
+        if not -n <= int(layer) < n:
+            raise ValueError(f"layer must be a block index in [-{n}, {n}), got {layer}")
+        layer = int(layer) % n
+        tokens = self.blocks_forward(self.embed(pixels), 0, layer)
+        block = self.blocks[layer]
+        return block.attn.probs(block.norm1(tokens))
 
     def __call__(self, pixels: jax.Array) -> tuple[jax.Array, jax.Array]:
         tokens = self.blocks_forward(self.embed(pixels))
