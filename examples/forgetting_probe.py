@@ -9,6 +9,7 @@ the same Hugging Face layout), or ``--perturb S``, a synthetic control that adds
         --finetuned /ckpt/dinov2-small-finetuned --image-folder /data/imagenette/val
     python examples/forgetting_probe.py --checkpoint tests/fixtures/vit/dinov2 --perturb 1.0 \\
         --per-class 8  # smoke test with the tiny test checkpoint
+    python examples/forgetting_probe.py --run runs/dinov2_full   # a trained agent's encoder
 """
 
 from __future__ import annotations
@@ -39,6 +40,13 @@ def main() -> None:
     parser.add_argument("--encoder", default="dinov2-small", help="registry name (encoders.make)")
     parser.add_argument("--checkpoint", default=None, help="original weights (local folder)")
     parser.add_argument("--finetuned", default=None, help="fine-tuned weights (local folder)")
+    parser.add_argument(
+        "--run",
+        default=None,
+        help="a training run directory (examples/train.py --logdir): its "
+        "agent's fine-tuned encoder, seed --run-seed, against the run's original checkpoint",
+    )
+    parser.add_argument("--run-seed", type=int, default=0, help="index into the run's seeds")
     parser.add_argument("--perturb", type=float, default=None, help="synthetic noise control")
     parser.add_argument("--input-size", type=int, default=None, help="ViT input side")
     parser.add_argument("--image-folder", default=None, help="ImageFolder root; default: render")
@@ -50,8 +58,18 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    if (args.finetuned is None) == (args.perturb is None):
-        parser.error("give exactly one of --finetuned DIR and --perturb SCALE")
+    if sum(x is not None for x in (args.finetuned, args.run, args.perturb)) != 1:
+        parser.error("give exactly one of --finetuned DIR, --run DIR and --perturb SCALE")
+    run_params = None
+    if args.run:
+        from pvm_mbrl.experiment import load_agent
+
+        exp, _, states = load_agent(args.run)
+        if exp.encoder == "cnn":
+            parser.error(f"{args.run} trained the CNN encoder; the probe needs a PVM")
+        args.encoder, args.checkpoint = exp.encoder, args.checkpoint or exp.checkpoint
+        args.input_size = args.input_size or exp.input_size
+        run_params = nnx.to_pure_dict(states[args.run_seed].params["encoder"]["vit"])
 
     if args.image_folder:
         data = analysis.load_image_folder(args.image_folder, args.size)
@@ -79,6 +97,8 @@ def main() -> None:
     if args.finetuned:
         tuned, _ = encoders.load_vit(args.finetuned)
         label = args.finetuned
+    elif run_params is not None:
+        tuned, label = run_params, f"{args.run} (seed index {args.run_seed})"
     else:
         tuned = perturbed(original.vit, args.perturb, args.seed)
         label = f"original + noise x{args.perturb:g} std"

@@ -122,7 +122,9 @@ class Trainer:
     itself, after recording their final step (``envs.make(..., num_envs=E, auto_reset=False)``).
     """
 
-    def __init__(self, env, agent: Dreamer, config: TrainConfig, mesh=None):
+    def __init__(
+        self, env, agent: Dreamer, config: TrainConfig, mesh=None, seeds: int | None = None
+    ):
         if getattr(env, "num_envs", None) != config.num_envs:
             raise ValueError(
                 f"env must be batched with num_envs={config.num_envs} "
@@ -132,21 +134,38 @@ class Trainer:
             raise ValueError("pass the env without AutoReset (envs.make(..., auto_reset=False))")
         if mesh is not None and not config.fused:
             raise ValueError("a device mesh needs TrainConfig(fused=True)")
+        if seeds is not None and (seeds < 1 or mesh is not None):
+            raise ValueError(f"seeds must be >= 1 and needs mesh=None, got {seeds}")
         self.env, self.agent, self.config, self.mesh = env, agent, config, mesh
-        self._chunk = jax.jit(self._train_chunk, donate_argnums=0)
-        self._prefill = jax.jit(self._prefill_fn, donate_argnums=0)
+        self.seeds = seeds
         c, _ = config.cycle
-        self._collect_cycle = jax.jit(lambda s: self._collect(s, c, random=False), donate_argnums=0)
-        self._update_once = jax.jit(lambda s: self._update(s), donate_argnums=0)
+        compile = lambda f: jax.jit(self._vmap(f), donate_argnums=0)  # noqa: E731
+        self._chunk = compile(self._train_chunk)
+        self._prefill = compile(self._prefill_fn)
+        self._refill = compile(lambda s: self._prefill_fn(s.replace(replay=self._empty_replay())))
+        self._collect_cycle = compile(lambda s: self._collect(s, c, random=False))
+        self._update_once = compile(self._update)
+
+    def _vmap(self, f):
+        """``f`` over the leading seed axis when the trainer runs several seeds."""
+        return f if self.seeds is None else jax.vmap(f)
 
     # -- state -------------------------------------------------------------------------------
 
     def init(self, key: jax.Array) -> TrainState:
         """Agent, envs, empty replay; nothing collected yet (built sharded under a mesh).
 
-        The agent is initialised outside the compiled function, so that checkpoint weights a
-        pre-trained encoder reads from disk enter it as arguments, not as compile-time
-        constants (which would copy the whole checkpoint into the program)."""
+        With ``seeds=S``, ``key`` is ``[S, 2]`` (one PRNG key per seed) and every leaf of the
+        state gets a leading seed axis. The agent is initialised outside the compiled function,
+        so that checkpoint weights a pre-trained encoder reads from disk enter it as arguments,
+        not as compile-time constants (which would copy the whole checkpoint into the program).
+        """
+        if self.seeds is not None:
+            if key.shape != (self.seeds, 2):
+                raise ValueError(f"init needs one key per seed, [{self.seeds}, 2]; got {key.shape}")
+            agents = [self.agent.init(jax.random.split(k, 3)[0]) for k in key]
+            agent = jax.tree.map(lambda *x: jnp.stack(x), *agents)
+            return jax.jit(jax.vmap(self._init_fn))(key, agent)
         agent = self.agent.init(jax.random.split(key, 3)[0])
         shardings = None
         if self.mesh is not None:
@@ -161,18 +180,13 @@ class Trainer:
         _, k_env, k_loop = jax.random.split(key, 3)
         n = self.config.num_envs
         env_state = self.env.reset(k_env)
-        carry = self.agent.initial_carry(n)
-        obs = self._observe(env_state, None)
-        example = self._record(obs, carry["action"], self._flags(n, first=True), jnp.zeros(n))
-        example = jax.tree.map(lambda x: x[0], example)
-        buffer = replay_lib.Replay.create(example, n, self.config.replay_capacity)
         state = TrainState(
             agent=agent,
             env=env_state,
-            carry=carry,
+            carry=self.agent.initial_carry(n),
             flags=self._flags(n, first=True),
             reward=jnp.zeros(n, jnp.float32),
-            replay=buffer,
+            replay=self._empty_replay(),
             key=k_loop,
             env_steps=jnp.zeros((), jnp.int32),
             updates=jnp.zeros((), jnp.int32),
@@ -180,11 +194,26 @@ class Trainer:
         )
         return state
 
+    def _empty_replay(self):
+        n = self.config.num_envs
+        env_state = jax.eval_shape(self.env.reset, jax.random.PRNGKey(0))
+        obs = self._observe(env_state, None)
+        action = jax.ShapeDtypeStruct((self.agent.action_size,), jnp.float32)
+        example = self._record(obs, action, self._flags(n, first=True), jnp.zeros(n))
+        example = {k: jax.ShapeDtypeStruct(v.shape[1:], v.dtype) for k, v in example.items()}
+        example["action"] = action
+        return replay_lib.Replay.create(example, n, self.config.replay_capacity)
+
     # -- compiled entry points -------------------------------------------------------------
 
     def prefill(self, state: TrainState) -> TrainState:
         """``config.prefill`` steps per env with a uniform random policy."""
         return self._prefill(state)
+
+    def refill(self, state: TrainState) -> TrainState:
+        """A fresh replay filled by a random-policy prefill (for a state restored without its
+        replay); the agent, envs and counters continue."""
+        return self._refill(state)
 
     def train_chunk(self, state: TrainState) -> tuple[TrainState, dict[str, jax.Array]]:
         """``chunk_steps`` policy steps per env and ``chunk_updates`` updates, one compiled call.

@@ -273,6 +273,42 @@ class Dreamer:
         new = AgentState(params, slow, opt_state, retnorm, state.step + 1)
         return new, metrics
 
+    def open_loop(self, state: AgentState, batch, key, context: int = 5):
+        """World-model predictions for a replayed batch, as DreamerV3's report shows them: the
+        posterior over the first ``context`` steps, then the prior driven by the replayed actions
+        alone. Returns ``(truth, model)``, uint8 ``[B, T, H, W, C]`` each (the posterior's
+        reconstructions for ``t < context``, open-loop predictions after)."""
+        nets = self.nets(state.params)
+        if not nets.images:
+            raise ValueError("open_loop needs an image observation")
+        (img,) = nets.images
+        tlen = batch["is_first"].shape[1]
+        if not 1 <= context < tlen:
+            raise ValueError(f"context must be in [1, {tlen - 1}] for sequences of {tlen}")
+        if self.cache_key and self.cache_key not in batch:
+            batch = {**batch, self.cache_key: nets.encoder.cache(batch[img])}
+        k_obs, k_img = jax.random.split(key)
+        is_first = batch["is_first"].astype(bool).at[:, 0].set(True)
+        action = batch["action"].astype(jnp.float32)
+        prev = jnp.concatenate([jnp.zeros_like(action[:, :1]), action[:, :-1]], 1)
+        embed = nets.embed({k: batch[k][:, :context] for k in self._input_keys})
+        init = nets.rssm.initial(is_first.shape[0])
+        last, post, _ = nets.rssm.observe(
+            init, prev[:, :context], embed, is_first[:, :context], k_obs
+        )
+
+        def step(s, inputs):
+            s, _ = nets.rssm.img_step(s, *inputs)
+            return s, s
+
+        keys = jax.random.split(k_img, tlen - context)
+        _, prior = jax.lax.scan(step, last, (jnp.swapaxes(prev[:, context:], 0, 1), keys))
+        prior = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), prior)
+        states = jax.tree.map(lambda a, b: jnp.concatenate([a, b], 1), post, prior)
+        pred = nets.image_decoder(states["deter"], states["stoch"])
+        model = jnp.clip(jnp.round(pred * 255.0), 0, 255).astype(jnp.uint8)
+        return batch[img], model
+
     # -- losses ----------------------------------------------------------------------------
 
     def loss(self, params, slow_params, retnorm, batch, key):

@@ -193,7 +193,7 @@ class ManipulationEnv(core.Env):
         del key
         from pvm_mbrl.envs import render as render_lib
 
-        return render_lib.SceneParams.default(self._geometry)
+        return render_lib.SceneParams.default(self._geometry, self._camera_id)
 
     def sample_task(self, key: jax.Array):
         """The task's per-episode draw without physics: ``(qpos, mocap_pos, info)``."""

@@ -1,0 +1,732 @@
+"""Zero-shot evaluation across shifts: returns, normalised returns, success, tables and a chart.
+
+```python
+from pvm_mbrl import evaluate
+
+res = evaluate.evaluate(agent, states, "PickObject", env_kwargs, episodes=16)  # one state per seed
+print(evaluate.markdown_table({"dinov2 partial": res}))  # models x shifts, "0.62 ± 0.04"
+evaluate.write_json({"dinov2 partial": res}, "results.json")  # also write_csv, bar_chart
+```
+
+Shift names: a visual preset (anything ``shifts.get`` knows: ``id``, ``texture``, ``weak``,
+``strong``, ``fog@0.5``, ...), a task split (``novel_objects``, ``outer_positions``), or a split
+and a preset joined by "+" (``outer_positions+strong``). Every name becomes ``episodes`` envs;
+the names of one split share one batched env (``shifts.apply``: env ``i`` renders preset
+``i % n``), and the rollouts of all splits run in one ``lax.scan`` under one ``jit`` with the
+policy in ``mode="eval"``. Each env plays exactly one episode (``auto_reset=False``) of the
+env's episode length; per env we keep the return, ``success_once`` (solved at any step) and
+``success_end`` (solved at the last step).
+
+Conventions:
+- A split the task does not have (``novel_objects`` on ``Reach``) is not applicable: its numbers
+  are NaN, ``Results.notes`` says why, tables print "n/a". ``strict=True`` raises instead.
+- Keys: the state of seed ``k`` is evaluated with key ``PRNGKey(seed + k)``; episode ``j`` of
+  every shift resets from the same key and its policy draws from its own key stream, so shifts
+  differ only in what they change, and an env's result does not depend on what else is batched.
+- Random floor: a uniform random policy on the same episodes (same keys, same shifts), run by
+  the same compiled rollout (a traced flag picks the actions). Shifts do not touch physics, so
+  it is the same for every preset of a split. Cached per (task, env settings, shift, episodes,
+  seed) in a ``floors`` dict and written to the output JSON (``load_floors`` reads it back).
+- Normalised return ``(R - R_random) / (R_max - R_random)`` per seed, from the seed's mean
+  return and floor; ``R_max`` is the task's declared maximum (:func:`max_return`).
+- Mean and standard error over seeds (``std(ddof=1) / sqrt(n)``); with one seed the SE is NaN
+  (undefined) and tables show the mean alone.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import pathlib
+import textwrap
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pvm_mbrl import envs
+from pvm_mbrl import shifts as shifts_lib
+
+SPLIT_SHIFTS = ("novel_objects", "outer_positions")
+DEFAULT_SHIFTS = ("id", "novel_objects", "outer_positions", "texture", "weak", "strong")
+METRICS = ("normalised", "return", "random_return", "success_once", "success_end")
+_RESERVED = ("num_envs", "auto_reset", "shift", "split")
+
+
+# ----- numbers -------------------------------------------------------------------------------
+
+
+def normalised_return(ret, random_return, max_return):
+    """``(R - R_random) / (R_max - R_random)``, elementwise; NaN where ``R_max <= R_random``."""
+    r, lo, hi = (np.asarray(x, np.float64) for x in (ret, random_return, max_return))
+    span = hi - lo
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(span > 0, (r - lo) / np.where(span > 0, span, 1.0), np.nan)
+
+
+def summarise(per_seed) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard error (``std(ddof=1) / sqrt(n)``) over the leading (seed) axis.
+
+    With one seed the SE is NaN. NaN entries (shifts that do not apply) stay NaN.
+    """
+    x = np.asarray(per_seed, np.float64)
+    if x.ndim == 0 or x.shape[0] == 0:
+        raise ValueError(f"per_seed must have a leading seed axis of size >= 1, got {x.shape}")
+    n = x.shape[0]
+    mean = x.mean(0)
+    se = x.std(0, ddof=1) / math.sqrt(n) if n > 1 else np.full_like(mean, np.nan)
+    return mean, se
+
+
+def max_return(env) -> float:
+    """Declared maximum return of one episode of ``env`` (a task or a wrapped env).
+
+    The task declares ``max_step_reward`` (its reward's maximum per control step);
+    ``ActionRepeat`` sums the rewards of its repeats (``repeat x`` that), and ``TimeLimit``
+    sets the agent steps per episode: this is ``env.max_episode_return`` through the chain.
+    """
+    value = float(env.max_episode_return)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{type(env).__name__} declares max_episode_return {value}; expected > 0")
+    return value
+
+
+# ----- shifts and the env variants -------------------------------------------------------------
+
+
+def parse_shift(name: str) -> tuple[str, str]:
+    """``name`` -> ``(split, visual preset)``: ``"strong"`` -> ``("train", "strong")``,
+    ``"novel_objects"`` -> ``("novel_objects", "id")``, ``"outer_positions+fog@0.5"`` ->
+    ``("outer_positions", "fog@0.5")``. Unknown presets raise (``shifts.get`` lists them)."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"a shift name must be a non-empty string, got {name!r}")
+    parts = name.split("+")
+    splits = [p for p in parts if p in SPLIT_SHIFTS]
+    if len(splits) > 1:
+        raise ValueError(f"shift {name!r} names more than one split ({splits})")
+    preset = "+".join(p for p in parts if p not in SPLIT_SHIFTS) or "id"
+    try:
+        shifts_lib.get(preset)
+    except ValueError as e:
+        raise ValueError(
+            f"unknown shift {name!r}: expected a split {SPLIT_SHIFTS}, a visual preset, or "
+            f"'split+preset'; {e}"
+        ) from e
+    return (splits[0] if splits else "train"), preset
+
+
+@dataclasses.dataclass(frozen=True)
+class _Variant:
+    """One batched env: a split and the shift names it plays (env ``i``: ``names[i % n]``)."""
+
+    split: str
+    names: tuple[str, ...]
+    presets: tuple[str, ...]
+    env: Any
+
+
+def _check_inputs(env_kwargs, names, episodes) -> tuple[dict, tuple[str, ...]]:
+    env_kwargs = dict(env_kwargs or {})
+    bad = sorted(k for k in env_kwargs if k in _RESERVED)
+    if bad:
+        raise ValueError(f"env_kwargs must not set {bad}: evaluation chooses {_RESERVED} itself")
+    names = (names,) if isinstance(names, str) else tuple(names)
+    if not names:
+        raise ValueError("need at least one shift name")
+    if len(set(names)) != len(names):
+        raise ValueError(f"shift names must be unique, got {names}")
+    if int(episodes) < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    for name in names:
+        parse_shift(name)
+    return env_kwargs, names
+
+
+def _variants(task, env_kwargs, names, episodes, *, strict):
+    """The batched env of each split that applies, and notes for the names that do not."""
+    by_split: dict[str, list[tuple[str, str]]] = {}
+    for name in names:
+        split, preset = parse_shift(name)
+        by_split.setdefault(split, []).append((name, preset))
+    variants, notes = [], {}
+    for split, items in by_split.items():
+        n = len(items)
+        try:
+            env = envs.make(
+                task, split=split, num_envs=n * episodes, auto_reset=False, **env_kwargs
+            )
+        except ValueError as e:
+            if "split" not in str(e):
+                raise
+            if strict:
+                names_ = [i[0] for i in items]
+                raise ValueError(f"shifts {names_} do not apply to {task}: {e}") from e
+            for name, _ in items:
+                notes[name] = f"not applicable: {task} has no split {split!r} ({e})"
+            continue
+        presets = tuple(p for _, p in items)
+        if "pixels" not in env.observation_space:
+            for name, preset in items:
+                if preset != "id":
+                    notes[name] = f"{preset!r} not rendered: the env has no pixel observation"
+        elif presets != ("id",):
+            env = shifts_lib.apply(env, list(presets))
+        variants.append(_Variant(split, tuple(i[0] for i in items), presets, env))
+    if not variants:
+        raise ValueError(f"none of the shifts {names} applies to {task}: {notes}")
+    return variants, notes
+
+
+# ----- the compiled rollout ----------------------------------------------------------------------
+
+
+def make_rollout(env_list: Sequence, episodes: int, agent=None):
+    """One jitted ``run(agent_state, key, random) -> [per env: {"return", "success_once",
+    "success_end"}]`` that rolls out every batched env of ``env_list`` for one episode.
+
+    Each env must be batched (``num_envs`` a multiple of ``episodes``) without auto-reset; env
+    ``i`` of a batch of ``n x episodes`` plays episode ``i // n``, whose reset key is
+    ``fold_in(k_reset, j)`` and whose step-``t`` action key is ``fold_in(fold_in(k_act, j), t)``
+    (``k_reset, k_act = split(key)``). Actions come from ``agent.policy(..., mode="eval")``
+    applied per env (``vmap``), or, where the traced flag ``random`` is true or ``agent`` is
+    None, from a uniform sample of the action space; observations are rendered only for the
+    policy (not for random actions, nor after the last step). Results are ``[num_envs]`` arrays.
+    """
+    env_list = list(env_list)
+    if not env_list:
+        raise ValueError("need at least one env")
+    sizes = [getattr(e, "num_envs", None) for e in env_list]
+    for e, size in zip(env_list, sizes):
+        if size is None or size % episodes:
+            raise ValueError(
+                f"each env must be batched with num_envs a multiple of episodes={episodes}, "
+                f"got num_envs={size} for {type(e).__name__}"
+            )
+        inner = e
+        while inner is not None:
+            if isinstance(inner, envs.AutoReset):
+                raise ValueError("evaluation envs must be built with auto_reset=False")
+            inner = vars(inner).get("env")
+    lengths = {int(e.episode_length) for e in env_list}
+    if len(lengths) != 1:
+        raise ValueError(f"all envs must share one episode length, got {sorted(lengths)}")
+    (steps,) = lengths
+    if agent is not None:
+        for e in env_list:
+            space = e.observation_space
+            missing = [k for k in agent.obs_keys if k not in space]
+            if missing:
+                raise ValueError(
+                    f"the agent observes {list(agent.obs_keys)} but the env has only "
+                    f"{sorted(space)} (missing {missing})"
+                )
+            for k in agent.obs_keys:
+                if tuple(space[k].shape) != tuple(agent.obs_space[k].shape):
+                    raise ValueError(
+                        f"obs {k!r}: the agent expects shape {tuple(agent.obs_space[k].shape)}, "
+                        f"the env gives {tuple(space[k].shape)}"
+                    )
+    offsets = np.cumsum(sizes)[:-1]
+    total = int(sum(sizes))
+    act_space = env_list[0].action_space
+
+    def policy(agent_state, carry, obs, key):
+        one = lambda x: x[None]  # noqa: E731
+        action, carry = agent.policy(
+            agent_state, jax.tree.map(one, carry), jax.tree.map(one, obs), key, mode="eval"
+        )
+        return action[0], jax.tree.map(lambda x: x[0], carry)
+
+    def run(agent_state, key, random=False):
+        k_reset, k_act = jax.random.split(key)
+        ep = jnp.arange(episodes)
+        reset_ep = jax.vmap(jax.random.fold_in, (None, 0))(k_reset, ep)
+        act_ep = jax.vmap(jax.random.fold_in, (None, 0))(k_act, ep)
+        states, act_keys = [], []
+        for env, size in zip(env_list, sizes):
+            j = np.arange(size) // (size // episodes)
+            # The carry holds no observation: ``observe`` renders at the top of each step, so
+            # the renderer is compiled once (the reset's rendering is dead code) and the state
+            # after the last step is never rendered.
+            states.append(env.reset(reset_ep[j]).replace(obs={}))
+            act_keys.append(act_ep[j])
+        act_keys = jnp.concatenate(act_keys)
+        for s in states:
+            if "success" not in s.metrics:
+                raise ValueError(f"the env must report metrics['success'], got {sorted(s.metrics)}")
+
+        def body(c, t):
+            env_states, carry, acc = c
+            keys = jax.vmap(jax.random.fold_in, (0, None))(act_keys, t)
+            uniform = lambda carry: (jax.vmap(act_space.sample)(keys), carry)  # noqa: E731
+            if agent is None:
+                actions, carry = uniform(carry)
+            else:
+
+                def learned(carry):
+                    seen = [env.observe(s).obs for env, s in zip(env_list, env_states)]
+                    obs = {k: jnp.concatenate([o[k] for o in seen]) for k in agent.obs_keys}
+                    obs["is_first"] = jnp.full((total,), t == 0)
+                    return jax.vmap(policy, (None, 0, 0, 0))(agent_state, carry, obs, keys)
+
+                actions, carry = jax.lax.cond(random, uniform, learned, carry)
+            parts = jnp.split(actions, offsets)
+            env_states = [env.advance(s, a) for env, s, a in zip(env_list, env_states, parts)]
+            reward = jnp.concatenate([s.reward for s in env_states]).astype(jnp.float32)
+            done = jnp.concatenate([s.done for s in env_states]).astype(bool)
+            success = jnp.concatenate([s.metrics["success"] for s in env_states])
+            success = success.astype(jnp.float32)
+            alive = acc["alive"]
+            acc = {
+                "return": acc["return"] + jnp.where(alive, reward, 0.0),
+                "success_once": jnp.maximum(acc["success_once"], jnp.where(alive, success, 0.0)),
+                "success_end": jnp.where(alive, success, acc["success_end"]),
+                "alive": alive & ~done,
+            }
+            return (env_states, carry, acc), None
+
+        zeros = jnp.zeros((total,), jnp.float32)
+        acc = {
+            "return": zeros,
+            "success_once": zeros,
+            "success_end": zeros,
+            "alive": jnp.ones((total,), bool),
+        }
+        carry = agent.initial_carry(total) if agent is not None else None
+        (_, _, acc), _ = jax.lax.scan(body, (states, carry, acc), jnp.arange(steps))
+        del acc["alive"]
+        return [
+            {k: v[lo:hi] for k, v in acc.items()}
+            for lo, hi in zip([0, *offsets], [*offsets, total])
+        ]
+
+    return jax.jit(run)
+
+
+# ----- results -----------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Results:
+    """Evaluation of one model: per-episode arrays ``[seeds, shifts, episodes]`` (NaN for a
+    shift that does not apply, explained in ``notes``) and the settings that produced them."""
+
+    task: str
+    shifts: tuple[str, ...]
+    episodes: int
+    seed: int
+    env_kwargs: dict
+    max_return: float
+    returns: np.ndarray
+    success_once: np.ndarray
+    success_end: np.ndarray
+    random_returns: np.ndarray
+    notes: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def num_seeds(self) -> int:
+        return int(self.returns.shape[0])
+
+    def per_seed(self) -> dict[str, np.ndarray]:
+        """Each of ``METRICS`` per seed and shift, ``[seeds, shifts]``."""
+        ret, floor = self.returns.mean(-1), self.random_returns.mean(-1)
+        return {
+            "normalised": normalised_return(ret, floor, self.max_return),
+            "return": ret,
+            "random_return": floor,
+            "success_once": self.success_once.mean(-1),
+            "success_end": self.success_end.mean(-1),
+        }
+
+    def summary(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """``{metric: (mean [shifts], se [shifts])}`` over seeds (see :func:`summarise`)."""
+        return {k: summarise(v) for k, v in self.per_seed().items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (NaN as ``None``): settings, summary, per-seed and per-episode data."""
+        per_seed, summary = self.per_seed(), self.summary()
+        by_shift = lambda a: {s: _json(a[..., i]) for i, s in enumerate(self.shifts)}  # noqa: E731
+        return {
+            "task": self.task,
+            "shifts": list(self.shifts),
+            "episodes": self.episodes,
+            "seed": self.seed,
+            "seeds": self.num_seeds,
+            "env_kwargs": self.env_kwargs,
+            "max_return": self.max_return,
+            "notes": self.notes,
+            "summary": {
+                m: {
+                    s: {"mean": _json(mu[i]), "se": _json(se[i])} for i, s in enumerate(self.shifts)
+                }
+                for m, (mu, se) in summary.items()
+            },
+            "per_seed": {m: by_shift(v) for m, v in per_seed.items()},
+            "per_episode": {
+                "return": _per_episode(self.returns, self.shifts),
+                "success_once": _per_episode(self.success_once, self.shifts),
+                "success_end": _per_episode(self.success_end, self.shifts),
+                "random_return": _per_episode(self.random_returns, self.shifts),
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Results:
+        """Inverse of :meth:`to_dict`."""
+        shifts = tuple(d["shifts"])
+
+        def arr(name):
+            per = d["per_episode"][name]
+            a = np.array([[_unjson(x) for x in per[s]] for s in shifts], np.float64)
+            return a.transpose(1, 0, 2)  # [shifts, seeds, episodes] -> [seeds, shifts, episodes]
+
+        return cls(
+            task=d["task"],
+            shifts=shifts,
+            episodes=int(d["episodes"]),
+            seed=int(d["seed"]),
+            env_kwargs=dict(d["env_kwargs"]),
+            max_return=float(d["max_return"]),
+            returns=arr("return"),
+            success_once=arr("success_once"),
+            success_end=arr("success_end"),
+            random_returns=arr("random_return"),
+            notes=dict(d.get("notes", {})),
+        )
+
+
+def _json(x):
+    """numpy -> nested lists of floats, NaN as None."""
+    a = np.asarray(x, np.float64)
+    if a.ndim == 0:
+        return None if not np.isfinite(a) else float(a)
+    return [_json(v) for v in a]
+
+
+def _unjson(x):
+    if x is None:
+        return np.nan
+    if isinstance(x, list):
+        return [_unjson(v) for v in x]
+    return float(x)
+
+
+def _per_episode(a, shifts):
+    return {s: _json(a[:, i, :]) for i, s in enumerate(shifts)}
+
+
+# ----- evaluation --------------------------------------------------------------------------------
+
+
+def floor_key(task: str, env_kwargs: Mapping, shift: str, episodes: int, seed: int) -> str:
+    """Cache key of one random floor: (task, env settings, shift, episodes, seed) as JSON."""
+    return json.dumps(
+        {"task": task, "env": dict(env_kwargs), "shift": shift, "episodes": episodes, "seed": seed},
+        sort_keys=True,
+        default=str,
+    )
+
+
+class Evaluator:
+    """The env variants of ``(task, env_kwargs, shifts, episodes)`` and their one compiled
+    rollout for ``agent`` (``None``: random actions only). Build it once, call it per seed.
+
+    Attributes: ``shifts`` (the names), ``notes`` (why a shift does not apply), ``max_return``.
+    """
+
+    def __init__(
+        self,
+        task: str,
+        env_kwargs: Mapping | None = None,
+        shifts: Sequence[str] = DEFAULT_SHIFTS,
+        episodes: int = 16,
+        agent=None,
+        *,
+        strict: bool = False,
+    ):
+        self.env_kwargs, self.shifts = _check_inputs(env_kwargs, shifts, episodes)
+        self.task, self.episodes, self.agent = task, int(episodes), agent
+        self.variants, self.notes = _variants(
+            task, self.env_kwargs, self.shifts, self.episodes, strict=strict
+        )
+        self.max_return = max_return(self.variants[0].env)
+        self._run = make_rollout([v.env for v in self.variants], self.episodes, agent)
+
+    def rollout(self, agent_state=None, seed: int = 0, random: bool = False):
+        """``{"return", "success_once", "success_end"}`` as ``[shifts, episodes]`` float64
+        arrays (NaN rows for shifts that do not apply) for key ``PRNGKey(seed)``."""
+        if self.agent is not None and agent_state is None:
+            raise ValueError("this Evaluator has an agent: rollout needs its agent_state")
+        outs = jax.device_get(self._run(agent_state, jax.random.PRNGKey(seed), random))
+        shape = (len(self.shifts), self.episodes)
+        arrays = {k: np.full(shape, np.nan) for k in ("return", "success_once", "success_end")}
+        for v, out in zip(self.variants, outs):
+            n = len(v.names)
+            for p, name in enumerate(v.names):
+                i = self.shifts.index(name)
+                for key, a in arrays.items():
+                    a[i] = np.asarray(out[key], np.float64).reshape(self.episodes, n)[:, p]
+        return arrays
+
+    def random_floor(
+        self,
+        seed: int = 0,
+        seeds: int = 1,
+        floors: dict[str, list] | None = None,
+        agent_state=None,
+    ) -> np.ndarray:
+        """Random-policy returns ``[seeds, shifts, episodes]`` on the episodes of keys
+        ``PRNGKey(seed + k)``; ``floors`` (keyed by :func:`floor_key`) is read and filled.
+        ``agent_state`` only fills the compiled function's (unused) policy argument."""
+        floors = {} if floors is None else floors
+        if self.agent is not None and agent_state is None:
+            shapes = jax.eval_shape(self.agent.init, jax.random.PRNGKey(0))
+            agent_state = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+        out = np.full((seeds, len(self.shifts), self.episodes), np.nan)
+        for k in range(seeds):
+            keys = [
+                floor_key(self.task, self.env_kwargs, name, self.episodes, seed + k)
+                for name in self.shifts
+            ]
+            played = {name for v in self.variants for name in v.names}
+            needed = [i for i, name in enumerate(self.shifts) if name in played]
+            if all(keys[i] in floors for i in needed):
+                for i in needed:
+                    out[k, i] = np.array(_unjson(floors[keys[i]]), np.float64)
+                continue
+            out[k] = self.rollout(agent_state, seed + k, random=True)["return"]
+            for i in needed:
+                floors[keys[i]] = _json(out[k, i])
+        return out
+
+    def evaluate(self, states, seed: int = 0, floors: dict[str, list] | None = None) -> Results:
+        """:class:`Results` of the agent with each state of ``states`` (seed ``k``: key
+        ``PRNGKey(seed + k)``), with the random floor on the same episodes."""
+        from pvm_mbrl.dreamer import AgentState
+
+        if self.agent is None:
+            raise ValueError("this Evaluator has no agent (built with agent=None)")
+        states = [states] if isinstance(states, AgentState) else list(states)
+        if not states:
+            raise ValueError("need at least one AgentState (one per seed)")
+        per = [self.rollout(state, seed + k) for k, state in enumerate(states)]
+        stack = lambda key: np.stack([p[key] for p in per])  # noqa: E731
+        return Results(
+            task=self.task,
+            shifts=self.shifts,
+            episodes=self.episodes,
+            seed=int(seed),
+            env_kwargs=self.env_kwargs,
+            max_return=self.max_return,
+            returns=stack("return"),
+            success_once=stack("success_once"),
+            success_end=stack("success_end"),
+            random_returns=self.random_floor(seed, len(states), floors, states[0]),
+            notes=dict(self.notes),
+        )
+
+
+def random_floor(
+    task: str,
+    env_kwargs: Mapping | None = None,
+    shifts: Sequence[str] = DEFAULT_SHIFTS,
+    episodes: int = 16,
+    seed: int = 0,
+    seeds: int = 1,
+    *,
+    strict: bool = False,
+    floors: dict[str, list] | None = None,
+) -> np.ndarray:
+    """Returns of a uniform random policy ``[seeds, shifts, episodes]`` (NaN where a shift does
+    not apply) on the episodes :func:`evaluate` plays with keys ``PRNGKey(seed + k)``.
+
+    ``floors`` (keyed by :func:`floor_key`) is read and filled, so a floor is measured once for
+    several models; :func:`evaluate` measures it inside the agent's compiled rollout instead.
+    """
+    ev = Evaluator(task, env_kwargs, shifts, episodes, strict=strict)
+    return ev.random_floor(seed, seeds, floors)
+
+
+def evaluate(
+    agent,
+    states,
+    task: str,
+    env_kwargs: Mapping | None = None,
+    shifts: Sequence[str] = DEFAULT_SHIFTS,
+    episodes: int = 16,
+    seed: int = 0,
+    *,
+    strict: bool = False,
+    floors: dict[str, list] | None = None,
+) -> Results:
+    """Zero-shot evaluation of ``agent`` with each ``AgentState`` of ``states`` (one per seed)
+    on ``envs.make(task, **env_kwargs)``, ``episodes`` episodes per shift.
+
+    All shifts run in one compiled rollout (compiled once, called per seed with key
+    ``PRNGKey(seed + k)``, and once more per seed with random actions for the floor unless
+    ``floors`` has it). A split the task lacks gives NaN and a note, or raises if ``strict``.
+    """
+    ev = Evaluator(task, env_kwargs, shifts, episodes, agent, strict=strict)
+    return ev.evaluate(states, seed, floors)
+
+
+# ----- writers -----------------------------------------------------------------------------------
+
+
+def _shift_union(results_by_model: Mapping[str, Results]) -> list[str]:
+    if not results_by_model:
+        raise ValueError("results_by_model is empty")
+    return list(dict.fromkeys(s for r in results_by_model.values() for s in r.shifts))
+
+
+def _cell(res: Results, shift: str, metric: str) -> tuple[float, float]:
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    if shift not in res.shifts:
+        return np.nan, np.nan
+    mean, se = res.summary()[metric]
+    i = res.shifts.index(shift)
+    return float(mean[i]), float(se[i])
+
+
+def write_json(results_by_model: Mapping[str, Results], path) -> pathlib.Path:
+    """``{"models": {name: Results.to_dict()}, "random_floors": [...]}`` to ``path``; the floors
+    are one record per (task, env settings, shift, episodes, seed) (see :func:`load_floors`)."""
+    floors = {}
+    for res in results_by_model.values():
+        for k in range(res.num_seeds):
+            for i, shift in enumerate(res.shifts):
+                returns = res.random_returns[k, i]
+                if np.all(np.isnan(returns)):
+                    continue
+                rec = {
+                    "task": res.task,
+                    "env_kwargs": res.env_kwargs,
+                    "shift": shift,
+                    "episodes": res.episodes,
+                    "seed": res.seed + k,
+                    "mean": _json(returns.mean()),
+                    "returns": _json(returns),
+                }
+                key = floor_key(res.task, res.env_kwargs, shift, res.episodes, res.seed + k)
+                floors[key] = rec
+    doc = {
+        "models": {name: res.to_dict() for name, res in results_by_model.items()},
+        "random_floors": list(floors.values()),
+    }
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1, default=str, allow_nan=False))
+    return path
+
+
+def read_json(path) -> dict[str, Results]:
+    """The models of a file from :func:`write_json`."""
+    doc = json.loads(pathlib.Path(path).read_text())
+    return {name: Results.from_dict(d) for name, d in doc["models"].items()}
+
+
+def load_floors(path) -> dict[str, list[float]]:
+    """The random-floor cache (for ``floors=``) stored by :func:`write_json` in ``path``."""
+    doc = json.loads(pathlib.Path(path).read_text())
+    return {
+        floor_key(r["task"], r["env_kwargs"], r["shift"], r["episodes"], r["seed"]): r["returns"]
+        for r in doc.get("random_floors", [])
+    }
+
+
+def write_csv(results_by_model: Mapping[str, Results], path) -> pathlib.Path:
+    """One row per (model, shift): settings, then ``<metric>_mean`` and ``<metric>_se`` for each
+    of ``METRICS`` (empty cells for NaN) and the note."""
+    cols = ["model", "task", "shift", "split", "preset", "seeds", "episodes", "max_return"]
+    cols += [f"{m}_{s}" for m in METRICS for s in ("mean", "se")] + ["note"]
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(cols)
+        for name, res in results_by_model.items():
+            summary = res.summary()
+            for i, shift in enumerate(res.shifts):
+                split, preset = parse_shift(shift)
+                row = [name, res.task, shift, split, preset, res.num_seeds, res.episodes]
+                row.append(res.max_return)
+                for m in METRICS:
+                    row += [_csv(summary[m][0][i]), _csv(summary[m][1][i])]
+                w.writerow([*row, res.notes.get(shift, "")])
+    return path
+
+
+def _csv(x) -> str:
+    return "" if not np.isfinite(x) else repr(float(x))
+
+
+def markdown_table(
+    results_by_model: Mapping[str, Results], metric: str = "normalised", digits: int = 2
+) -> str:
+    """Models x shifts, cells ``"mean ± se"`` (the mean alone with one seed, ``n/a`` where the
+    shift does not apply, ``-`` where a model was not evaluated on it)."""
+    names = _shift_union(results_by_model)
+    lines = [
+        "| model | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for model, res in results_by_model.items():
+        cells = []
+        for shift in names:
+            mean, se = _cell(res, shift, metric)
+            if shift not in res.shifts:
+                cells.append("-")
+            elif not np.isfinite(mean):
+                cells.append("n/a")
+            elif not np.isfinite(se):
+                cells.append(f"{mean:.{digits}f}")
+            else:
+                cells.append(f"{mean:.{digits}f} ± {se:.{digits}f}")
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def bar_chart(
+    results_by_model: Mapping[str, Results], path, metric: str = "normalised", title: str = ""
+) -> pathlib.Path:
+    """Grouped bars (shifts on the x axis, one bar per model, error bars = SE) as a PNG."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    names = _shift_union(results_by_model)
+    models = list(results_by_model)
+    width = 0.8 / len(models)
+    fig = Figure(figsize=(max(6.0, 1.1 * len(names) + 2), 3.8))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    x = np.arange(len(names))
+    for m, model in enumerate(models):
+        res = results_by_model[model]
+        cells = [_cell(res, s, metric) for s in names]
+        mean = np.array([c[0] for c in cells])
+        se = np.array([c[1] for c in cells])
+        ok = np.isfinite(mean)
+        xs = x + (m - (len(models) - 1) / 2) * width
+        has_se = ok & np.isfinite(se)
+        ax.bar(xs[ok], mean[ok], width, label=model)
+        if has_se.any():
+            ax.errorbar(xs[has_se], mean[has_se], se[has_se], fmt="none", ecolor="k", capsize=3)
+        for i in np.flatnonzero(~ok):
+            label = "n/a" if names[i] in res.shifts else "-"
+            ax.text(xs[i], 0.0, label, ha="center", va="bottom", fontsize=7, rotation=90)
+    ax.set_xticks(x, names, rotation=20, ha="right")
+    ax.set_ylabel(metric.replace("_", " "))
+    ax.axhline(0.0, color="gray", lw=0.8)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(textwrap.fill(title, 90), fontsize=8)
+    fig.tight_layout()
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, format="png")
+    return path

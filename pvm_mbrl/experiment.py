@@ -1,0 +1,320 @@
+"""One training run as a config: build the env, agent and loop from it, train with logs and
+checkpoints, resume, and load the trained agent back.
+
+```python
+from pvm_mbrl.experiment import Experiment, run, load_agent
+
+exp = Experiment(task="Reach", encoder="dinov2-small", finetune="partial(4)",
+                 checkpoint="/data/dinov2-small", size="size12m", steps=500_000,
+                 logdir="runs/dinov2_partial")
+run(exp)                                    # tensorboard logs, GIFs, checkpoints in exp.logdir
+run(exp, resume=True)                       # continue from the last checkpoint after a kill
+exp, agent, states = load_agent("runs/dinov2_partial")   # one AgentState per seed
+```
+
+``examples/train.py`` exposes every field of :class:`Experiment` on the command line (tyro).
+The run directory holds ``experiment.json`` (this config), ``checkpoints/`` (orbax, with the
+config JSON next to each step), ``events.out.tfevents.*`` (tensorboardX) and ``videos/``.
+Several seeds train as one compiled program (``vmap`` over the seed axis of the train state).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import time
+from typing import Any
+
+import jax
+import numpy as np
+
+from pvm_mbrl import envs
+from pvm_mbrl.dreamer.agent import AgentState, Dreamer
+from pvm_mbrl.dreamer.config import SIZES, DreamerConfig
+from pvm_mbrl.dreamer.optim import OptimizerConfig
+from pvm_mbrl.train import TrainConfig, Trainer
+
+CONFIG_FILE = "experiment.json"
+# Small shapes for CPU smoke runs and tests (not official DreamerV3 presets).
+SMALL_SIZES: dict[str, dict[str, Any]] = {
+    "tiny": dict(
+        deter=128, hidden=32, stoch=8, classes=8, depth=4, mults=(1, 2, 2), units=64, bspace=8
+    ),
+    "micro": dict(
+        deter=32, hidden=8, stoch=4, classes=4, blocks=4, depth=2, mults=(1, 2), bspace=4, units=8
+    ),
+}
+OBS = {"pixels": ("pixels",), "pixels+proprio": ("pixels", "proprio"), "state": ("state",)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """Everything one run needs; saved as ``experiment.json`` in ``logdir``.
+
+    Env: ``task``, ``camera``, ``image_size``, ``obs`` (``pixels``, ``pixels+proprio`` or
+    ``state``), ``action_repeat``, ``episode_length`` (None: the task's), ``shift`` (train-time
+    visual shift preset, ``id`` for none).
+    Agent: ``encoder`` (registry name), ``finetune`` / ``checkpoint`` / ``input_size`` (PVM
+    options; None: the encoder's default), ``encoder_cache``, ``pvm_lr``, ``size`` (an official
+    preset or ``tiny`` / ``micro``), ``lr`` / ``warmup`` (None: DreamerV3's), ``dtype``.
+    Loop: ``train_ratio``, ``num_envs``, ``batch_size``, ``batch_length``, ``replay_capacity``,
+    ``prefill`` (random steps per env), ``chunk_steps``, ``fused``, ``steps`` (env steps per seed,
+    over all envs), ``seeds`` (trained together, vmapped).
+    Output: ``logdir``, ``log_every`` / ``checkpoint_every`` / ``video_every`` (env steps),
+    ``keep_checkpoints``, ``save_replay`` (without it a resumed run refills replay with a
+    random-policy prefill).
+    """
+
+    task: str = "Reach"
+    camera: str = "front"
+    image_size: int = 64
+    obs: str = "pixels"
+    action_repeat: int = 1
+    episode_length: int | None = None
+    shift: str = "id"
+    encoder: str = "cnn"
+    finetune: str | None = None
+    checkpoint: str | None = None
+    input_size: int | None = None
+    encoder_cache: bool = False
+    pvm_lr: float | None = None
+    size: str = "size12m"
+    lr: float | None = None
+    warmup: int | None = None
+    dtype: str = "float32"
+    train_ratio: float = 32.0
+    num_envs: int = 16
+    batch_size: int = 16
+    batch_length: int = 64
+    replay_capacity: int = 1_000_000
+    prefill: int = 1024
+    chunk_steps: int = 64
+    fused: bool = True
+    steps: int = 1_000_000
+    seeds: tuple[int, ...] = (0,)
+    logdir: str = "runs/default"
+    log_every: int = 10_000
+    checkpoint_every: int = 50_000
+    video_every: int = 100_000
+    keep_checkpoints: int = 3
+    save_replay: bool = True
+
+    def __post_init__(self):
+        if self.obs not in OBS:
+            raise ValueError(f"obs must be one of {sorted(OBS)}, got {self.obs!r}")
+        if self.size not in SIZES and self.size not in SMALL_SIZES:
+            valid = [*SIZES, *SMALL_SIZES]
+            raise ValueError(f"size must be one of {valid}, got {self.size!r}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be distinct and non-empty, got {self.seeds}")
+        for name in ("steps", "log_every", "checkpoint_every", "video_every", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        pvm_only = ("finetune", "checkpoint", "input_size", "pvm_lr")
+        if self.encoder == "cnn" and any(getattr(self, n) is not None for n in pvm_only):
+            raise ValueError(f"{', '.join(pvm_only)} apply to PVM encoders, not 'cnn'")
+        self.train_config()  # validates the loop settings
+
+    # -- the parts ---------------------------------------------------------------------------
+
+    def env_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``envs.make`` (without ``num_envs``, ``auto_reset``, ``shift``)."""
+        mode = "state" if self.obs == "state" else "pixels+state" if "proprio" in self.obs else ""
+        kwargs = dict(
+            image_size=self.image_size,
+            camera=self.camera,
+            action_repeat=self.action_repeat,
+            episode_length=self.episode_length,
+        )
+        if self.obs == "state":
+            kwargs.update(obs_mode="state", render=False)
+        elif mode:
+            kwargs.update(obs_mode=mode)
+        return kwargs
+
+    def make_env(self, num_envs: int | None = None, shift: str | None = None):
+        """The batched training env (no auto-reset: the loop resets)."""
+        shift = self.shift if shift is None else shift
+        return envs.make(
+            self.task,
+            num_envs=num_envs or self.num_envs,
+            auto_reset=False,
+            shift=None if shift == "id" else shift,
+            **self.env_kwargs(),
+        )
+
+    def dreamer_config(self) -> DreamerConfig:
+        options = {
+            k: v
+            for k, v in (
+                ("finetune", self.finetune),
+                ("checkpoint", self.checkpoint),
+                ("input_size", self.input_size),
+            )
+            if v is not None
+        }
+        opt = OptimizerConfig()
+        opt = dataclasses.replace(
+            opt,
+            lr=opt.lr if self.lr is None else self.lr,
+            warmup=opt.warmup if self.warmup is None else self.warmup,
+        )
+        shape = dataclasses.asdict(SIZES[self.size]) if self.size in SIZES else {}
+        shape |= SMALL_SIZES.get(self.size, {})
+        return DreamerConfig(
+            **shape,
+            encoder=self.encoder,
+            encoder_options=options,
+            encoder_cache=self.encoder_cache,
+            pvm_lr=self.pvm_lr,
+            obs_keys=OBS[self.obs],
+            compute_dtype=self.dtype,
+            optimizer=opt,
+        )
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(
+            num_envs=self.num_envs,
+            train_ratio=self.train_ratio,
+            batch_size=self.batch_size,
+            batch_length=self.batch_length,
+            replay_capacity=self.replay_capacity,
+            chunk_steps=self.chunk_steps,
+            prefill=self.prefill,
+            fused=self.fused,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Experiment:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown experiment fields {unknown}")
+        return cls(**{**d, "seeds": tuple(d.get("seeds", (0,)))})
+
+    def save(self, directory: str | pathlib.Path) -> pathlib.Path:
+        path = pathlib.Path(directory) / CONFIG_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, directory: str | pathlib.Path) -> Experiment:
+        path = pathlib.Path(directory) / CONFIG_FILE
+        if not path.exists():
+            raise FileNotFoundError(f"no {CONFIG_FILE} in {directory} (not a run directory)")
+        return cls.from_dict(json.loads(path.read_text()))
+
+
+def build(exp: Experiment) -> tuple[Any, Dreamer, Trainer]:
+    """``(env, agent, trainer)`` for ``exp``; the trainer vmaps over ``len(exp.seeds)`` seeds."""
+    env = exp.make_env()
+    agent = Dreamer(exp.dreamer_config(), env.observation_space, env.action_space)
+    trainer = Trainer(env, agent, exp.train_config(), seeds=len(exp.seeds))
+    return env, agent, trainer
+
+
+def seed_keys(exp: Experiment) -> jax.Array:
+    return jax.numpy.stack([jax.random.PRNGKey(s) for s in exp.seeds])
+
+
+def run(exp: Experiment, resume: bool = False, progress: bool = True) -> dict[str, float]:
+    """Trains ``exp`` to ``exp.steps`` env steps per seed; returns the last logged scalars.
+
+    ``resume=True`` continues from the newest checkpoint in ``exp.logdir`` (the saved
+    experiment must equal ``exp`` apart from output settings and ``steps``); without it, an
+    existing run directory with checkpoints raises instead of being overwritten.
+    """
+    from pvm_mbrl import checkpoint as ckpt
+    from pvm_mbrl import logging as logs
+
+    logdir = pathlib.Path(exp.logdir)
+    _, agent, trainer = build(exp)
+    manager = ckpt.Checkpointer(
+        logdir / "checkpoints", max_to_keep=exp.keep_checkpoints, save_replay=exp.save_replay
+    )
+    state = None
+    if manager.latest_step() is not None:
+        if not resume:
+            raise FileExistsError(
+                f"{logdir} already holds checkpoints; pass resume=True (--resume) to continue "
+                f"it or choose another logdir"
+            )
+        _check_resumable(Experiment.load(logdir), exp)
+        template = jax.eval_shape(trainer.init, seed_keys(exp))
+        state = manager.restore(template)
+        if not exp.save_replay:
+            state = trainer.refill(state)
+    exp.save(logdir)
+    if state is None:
+        state = trainer.prefill(trainer.init(seed_keys(exp)))
+    logger = logs.Logger(logdir, total_steps=exp.steps, progress=progress)
+    per_seed = lambda s: int(np.max(jax.device_get(s.env_steps)))  # noqa: E731
+    start = per_seed(state)
+    next_log = _next_multiple(start, exp.log_every)
+    next_ckpt = _next_multiple(start, exp.checkpoint_every)
+    next_video = _next_multiple(start, exp.video_every)
+    last: dict[str, float] = {}
+    t_last, steps_last, updates_last = time.time(), start, int(np.max(state.updates))
+    while per_seed(state) < exp.steps:
+        state, metrics = trainer.train_chunk(state)
+        logger.accumulate(metrics)
+        steps = per_seed(state)
+        if steps >= next_log or steps >= exp.steps:
+            now, updates = time.time(), int(np.max(jax.device_get(state.updates)))
+            rates = {
+                "perf/env_steps_per_s": (steps - steps_last) / max(now - t_last, 1e-9),
+                "perf/updates_per_s": (updates - updates_last) / max(now - t_last, 1e-9),
+            }
+            last = logger.flush(steps, rates)
+            t_last, steps_last, updates_last = now, steps, updates
+            next_log = _next_multiple(steps, exp.log_every)
+        if steps >= next_video and agent.obs_space.get("pixels") is not None:
+            logger.media(agent, state, trainer, steps)
+            next_video = _next_multiple(steps, exp.video_every)
+        if steps >= next_ckpt:
+            manager.save(steps, state, exp.to_dict())
+            next_ckpt = _next_multiple(steps, exp.checkpoint_every)
+    if manager.latest_step() != per_seed(state):
+        manager.save(per_seed(state), state, exp.to_dict(), force=True)
+    manager.close()
+    logger.close()
+    return last
+
+
+def load_agent(
+    run_dir: str | pathlib.Path, step: int | None = None
+) -> tuple[Experiment, Dreamer, list[AgentState]]:
+    """The experiment, its agent and one trained ``AgentState`` per seed from a run directory
+    (the newest checkpoint, or ``step``)."""
+    from pvm_mbrl import checkpoint as ckpt
+
+    exp = Experiment.load(run_dir)
+    env = exp.make_env(num_envs=1)
+    agent = Dreamer(exp.dreamer_config(), env.observation_space, env.action_space)
+    template = jax.eval_shape(lambda k: jax.vmap(agent.init)(k), seed_keys(exp))
+    stacked = ckpt.restore_agent(pathlib.Path(run_dir) / "checkpoints", template, step)
+    states = [jax.tree.map(lambda x, i=i: x[i], stacked) for i in range(len(exp.seeds))]
+    return exp, agent, states
+
+
+def _next_multiple(x: int, every: int) -> int:
+    return (x // every + 1) * every
+
+
+# Fields that may differ between a run and its resumption.
+_RESUMABLE = ("steps", "logdir", "log_every", "checkpoint_every", "video_every", "keep_checkpoints")
+
+
+def _check_resumable(saved: Experiment, exp: Experiment) -> None:
+    a, b = saved.to_dict(), exp.to_dict()
+    diff = sorted(k for k in a if k not in _RESUMABLE and a[k] != b[k])
+    if diff:
+        raise ValueError(
+            "cannot resume with a different experiment; changed: "
+            + ", ".join(f"{k} ({a[k]!r} -> {b[k]!r})" for k in diff)
+        )
