@@ -45,47 +45,19 @@ class Args:
 
 def main(argv: list[str] | None = None) -> dict[str, evaluate.Results]:
     args = tyro.cli(Args, args=argv, description=__doc__.splitlines()[0])
-    from pvm_mbrl.experiment import load_agent  # the training side; imported only to run
-
     names = args.names or tuple(run.name for run in args.runs)
     if len(names) != len(args.runs):
         raise SystemExit(f"--names needs one name per run ({len(args.runs)}), got {len(names)}")
-    if len(set(names)) != len(names):
-        raise SystemExit(f"model names must be unique, got {names}")
-    if args.metric not in evaluate.METRICS:
-        raise SystemExit(f"--metric must be one of {evaluate.METRICS}, got {args.metric!r}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    previous = args.out / "results.json"
-    floors = evaluate.load_floors(previous) if previous.exists() else {}
-
-    results, evaluators = {}, {}
-    for name, run in zip(names, args.runs):
-        exp, agent, states = load_agent(run) if args.step is None else load_agent(run, args.step)
-        print(f"{name}: {exp.task}, {len(states)} seed(s), {args.episodes} episodes x shift")
-        env_kwargs = exp.env_kwargs()
-        # Runs with the same task, env settings and agent config share one compiled rollout.
-        same = (exp.task, repr(sorted(env_kwargs.items())), repr(agent.config))
-        if same not in evaluators:
-            evaluators[same] = evaluate.Evaluator(
-                exp.task, env_kwargs, args.shifts, args.episodes, agent, strict=args.strict
-            )
-        res = evaluators[same].evaluate(states, args.seed, floors)
-        for shift, note in res.notes.items():
-            print(f"  {shift}: {note}")
-        results[name] = res
-
-    evaluate.write_json(results, args.out / "results.json")
-    evaluate.write_csv(results, args.out / "results.csv")
-    table = evaluate.markdown_table(results, args.metric)
-    tasks = ", ".join(sorted({r.task for r in results.values()}))
-    caption = (
-        f"{args.metric.replace('_', ' ')} on {tasks}: mean ± standard error over seeds, "
-        f"{args.episodes} episodes per shift and seed (n/a: the task has no such split)"
+    return evaluate.evaluate_runs(
+        dict(zip(names, args.runs)),
+        args.out,
+        shifts=args.shifts,
+        episodes=args.episodes,
+        seed=args.seed,
+        step=args.step,
+        strict=args.strict,
+        metric=args.metric,
     )
-    (args.out / "results.md").write_text(f"{caption}\n\n{table}\n")
-    evaluate.bar_chart(results, args.out / "results.png", args.metric, title=caption)
-    print(f"\n{caption}\n\n{table}\n\nwrote {args.out}/results.{{json,csv,md,png}}")
-    return results
 
 
 if __name__ == "__main__":

@@ -132,7 +132,9 @@ def _fill_empty(restored, template):
     """Puts the zero-size leaves of ``template`` back into ``restored``."""
     flat = iter(jax.tree.leaves(restored))
     leaves = [
-        jax.numpy.zeros(t.shape, t.dtype) if t.size == 0 else next(flat)
+        jax.device_put(jax.numpy.zeros(t.shape, t.dtype), jax.devices()[0])
+        if t.size == 0
+        else next(flat)
         for t in jax.tree.leaves(template)
     ]
     return jax.tree.unflatten(jax.tree.structure(template), leaves)

@@ -574,6 +574,61 @@ def evaluate(
     return ev.evaluate(states, seed, floors)
 
 
+def evaluate_runs(
+    runs: Mapping[str, Any],
+    out,
+    shifts: Sequence[str] = DEFAULT_SHIFTS,
+    episodes: int = 16,
+    seed: int = 0,
+    step: int | None = None,
+    *,
+    strict: bool = False,
+    metric: str = "normalised",
+) -> dict[str, Results]:
+    """Evaluates training runs (``{model name: run directory}``, see
+    :func:`pvm_mbrl.experiment.load_agent`) and writes ``results.{json,csv,md,png}`` to ``out``.
+
+    Runs with the same task, env settings and agent config share one compiled rollout; random
+    floors already in ``out/results.json`` are reused. Prints the Markdown table.
+    """
+    from pvm_mbrl.experiment import load_agent
+
+    if len(set(runs)) != len(runs):
+        raise ValueError(f"model names must be unique, got {list(runs)}")
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    out = pathlib.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    previous = out / "results.json"
+    floors = load_floors(previous) if previous.exists() else {}
+    results, evaluators = {}, {}
+    for name, run in runs.items():
+        exp, agent, states = load_agent(run, step)
+        print(f"{name}: {exp.task}, {len(states)} seed(s), {episodes} episodes x shift")
+        env_kwargs = exp.env_kwargs()
+        same = (exp.task, repr(sorted(env_kwargs.items())), repr(agent.config))
+        if same not in evaluators:
+            evaluators[same] = Evaluator(
+                exp.task, env_kwargs, shifts, episodes, agent, strict=strict
+            )
+        res = evaluators[same].evaluate(states, seed, floors)
+        for shift, note in res.notes.items():
+            print(f"  {shift}: {note}")
+        results[name] = res
+    write_json(results, out / "results.json")
+    write_csv(results, out / "results.csv")
+    table = markdown_table(results, metric)
+    tasks = ", ".join(sorted({r.task for r in results.values()}))
+    caption = (
+        f"{metric.replace('_', ' ')} on {tasks}: mean ± standard error over seeds, "
+        f"{episodes} episodes per shift and seed (n/a: the task has no such split)"
+    )
+    (out / "results.md").write_text(f"{caption}\n\n{table}\n")
+    bar_chart(results, out / "results.png", metric, title=caption)
+    print(f"\n{caption}\n\n{table}\n\nwrote {out}/results.{{json,csv,md,png}}")
+    return results
+
+
 # ----- writers -----------------------------------------------------------------------------------
 
 

@@ -142,7 +142,6 @@ class Trainer:
         compile = lambda f: jax.jit(self._vmap(f), donate_argnums=0)  # noqa: E731
         self._chunk = compile(self._train_chunk)
         self._prefill = compile(self._prefill_fn)
-        self._refill = compile(lambda s: self._prefill_fn(s.replace(replay=self._empty_replay())))
         self._collect_cycle = compile(lambda s: self._collect(s, c, random=False))
         self._update_once = compile(self._update)
 
@@ -165,7 +164,7 @@ class Trainer:
                 raise ValueError(f"init needs one key per seed, [{self.seeds}, 2]; got {key.shape}")
             agents = [self.agent.init(jax.random.split(k, 3)[0]) for k in key]
             agent = jax.tree.map(lambda *x: jnp.stack(x), *agents)
-            return jax.jit(jax.vmap(self._init_fn))(key, agent)
+            return _commit(jax.jit(jax.vmap(self._init_fn))(key, agent))
         agent = self.agent.init(jax.random.split(key, 3)[0])
         shardings = None
         if self.mesh is not None:
@@ -174,7 +173,8 @@ class Trainer:
             shapes = jax.eval_shape(self._init_fn, key, agent)
             shardings = parallel.train_state_shardings(self.mesh, shapes, self.config)
             agent = jax.device_put(agent, shardings.agent)
-        return jax.jit(self._init_fn, out_shardings=shardings)(key, agent)
+        state = jax.jit(self._init_fn, out_shardings=shardings)(key, agent)
+        return state if self.mesh is not None else _commit(state)
 
     def _init_fn(self, key, agent):
         _, k_env, k_loop = jax.random.split(key, 3)
@@ -192,7 +192,9 @@ class Trainer:
             updates=jnp.zeros((), jnp.int32),
             episode=_episode_stats(n),
         )
-        return state
+        # Strong dtypes throughout, so that the state's signature (and the compiled chunk) is the
+        # same after init, after an update and after a checkpoint restore.
+        return jax.tree.map(lambda x: jnp.asarray(x, dtype=x.dtype), state)
 
     def _empty_replay(self):
         n = self.config.num_envs
@@ -213,7 +215,10 @@ class Trainer:
     def refill(self, state: TrainState) -> TrainState:
         """A fresh replay filled by a random-policy prefill (for a state restored without its
         replay); the agent, envs and counters continue."""
-        return self._refill(state)
+        empty = self._empty_replay()
+        if self.seeds is not None:
+            empty = jax.tree.map(lambda x: jnp.stack([x] * self.seeds), empty)
+        return self._prefill(state.replace(replay=empty))
 
     def train_chunk(self, state: TrainState) -> tuple[TrainState, dict[str, jax.Array]]:
         """``chunk_steps`` policy steps per env and ``chunk_updates`` updates, one compiled call.
@@ -394,6 +399,12 @@ class Trainer:
             }
         )
         return metrics
+
+
+def _commit(state):
+    """The state committed to its device, as a restored checkpoint is: arrays that are not
+    committed give ``jit`` a different signature, so a resumed run would compile again."""
+    return jax.device_put(state, jax.devices()[0])
 
 
 def _episode_stats(n):

@@ -501,6 +501,19 @@ def test_vit_s14_scratch_abstract():
         _abstract("vit-s14-scratch", (64, 64, 3), input_size=64)
 
 
+def test_vit_scratch_takes_only_the_architecture_of_a_checkpoint():
+    folder = FIXTURES / "dinov2"
+    enc = encoders.make("vit-scratch", (28, 28, 3), rngs=nnx.Rngs(0), checkpoint=folder)
+    loaded, _ = encoders.load_vit(folder)
+    want = jax.tree.map(np.shape, nnx.state(loaded))
+    assert jax.tree.map(np.shape, nnx.state(enc.vit)) == want
+    assert enc.finetune == FineTune("full")
+    # Random weights, not the checkpoint's.
+    a = np.asarray(nnx.state(enc.vit)["blocks"][0]["mlp"]["fc1"]["kernel"][...])
+    b = np.asarray(nnx.state(loaded)["blocks"][0]["mlp"]["fc1"]["kernel"][...])
+    assert a.shape == b.shape and not np.allclose(a, b)
+
+
 @pytest.mark.parametrize(
     ("name", "fixture", "family", "size"),
     [

@@ -5,6 +5,7 @@ tensorboard summaries (scalars, image grid, GIF videos) a run writes."""
 import dataclasses
 import os
 import pathlib
+import shutil
 import signal
 import struct
 import subprocess
@@ -18,14 +19,14 @@ import pytest
 from tensorboardX.proto import event_pb2
 
 from pvm_mbrl import checkpoint as ckpt
-from pvm_mbrl.experiment import Experiment, build, load_agent, run, seed_keys
+from pvm_mbrl.experiment import Experiment, build, load_agent, run
 from pvm_mbrl.logging import gif_bytes, last_episode
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-# State observations (no renderer) and the smallest agent: fast to compile.
+# The smallest agent on 16 px pixels, two seeds in one program; media every 16 env steps.
 FLAGS = dict(
     task="Reach",
-    obs="state",
+    image_size=16,
     size="micro",
     num_envs=2,
     batch_size=2,
@@ -37,8 +38,11 @@ FLAGS = dict(
     episode_length=6,
     log_every=8,
     checkpoint_every=8,
+    video_every=16,
+    keep_checkpoints=1000,
     seeds=(0, 1),
 )
+RESUME_FROM, REFERENCE = 32, 56  # env steps (prefill: 16, then 8 per chunk)
 
 
 def cli(flags: dict) -> list[str]:
@@ -55,101 +59,97 @@ def leaves_equal(a, b):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A state after prefill and one chunk, for the round-trip tests."""
-    exp = Experiment(**FLAGS, logdir=str(tmp_path_factory.mktemp("rt")))
-    _, _, trainer = build(exp)
-    state = trainer.prefill(trainer.init(seed_keys(exp)))
-    state, _ = trainer.train_chunk(state)
-    return exp, trainer, state
+def killed_run(tmp_path_factory):
+    """A run killed with SIGKILL after its checkpoint at ``REFERENCE`` env steps.
 
-
-@pytest.mark.parametrize("save_replay", [True, False])
-def test_checkpoint_round_trip(trained, tmp_path, save_replay):
-    exp, trainer, state = trained
-    manager = ckpt.Checkpointer(tmp_path / "ck", save_replay=save_replay)
-    manager.save(int(state.env_steps[0]), state, exp.to_dict())
-    manager.wait()
-    template = jax.eval_shape(trainer.init, seed_keys(exp))
-    restored = manager.restore(template)
-    assert manager.config()["size"] == "micro"
-    if save_replay:
-        leaves_equal(restored, state)
-    else:
-        assert restored.replay is None
-        leaves_equal(restored.replace(replay=state.replay), state)
-        refilled = trainer.refill(restored)
-        assert int(refilled.replay.pos[0]) == exp.prefill
-        leaves_equal(refilled.agent, state.agent)
-    # The agent alone, without building envs or replay, one state per seed.
-    exp.save(tmp_path)
-    (tmp_path / "checkpoints").symlink_to(tmp_path / "ck")
-    exp2, _, states = load_agent(tmp_path)
-    assert exp2 == exp and len(states) == 2
-    leaves_equal(states[1], jax.tree.map(lambda x: x[1], state.agent))
-    with pytest.raises(FileNotFoundError, match="no checkpoint 7"):
-        manager.restore(template, step=7)
-
-
-def test_seeds_train_independently(trained):
-    _, _, state = trained
-    # Same config, different seeds: different parameters, the same shapes.
-    a, b = (jax.tree.map(lambda x, i=i: np.asarray(x[i]), state.agent.params) for i in (0, 1))
-    assert any(not np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
-    # Each seed has its own env and replay stream.
-    assert not np.array_equal(state.replay.data["state"][0], state.replay.data["state"][1])
-
-
-def test_kill_and_resume_reproduces_the_uninterrupted_run(tmp_path):
+    Its checkpoints are the uninterrupted run's. Returns the run directory and the agent
+    states at ``REFERENCE``; the checkpoints after ``RESUME_FROM`` are then deleted, as if the
+    kill had come right after that one."""
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    env.setdefault("PVM_MBRL_JAX_CACHE", str(ROOT / ".cache/jax"))
-    env["JAX_COMPILATION_CACHE_DIR"] = env["PVM_MBRL_JAX_CACHE"]
-    script = [sys.executable, str(ROOT / "examples/train.py"), "--quiet"]
-    killed = tmp_path / "killed"
+    env["JAX_COMPILATION_CACHE_DIR"] = str(jax.config.jax_compilation_cache_dir or "")
+    logdir = tmp_path_factory.mktemp("run") / "killed"
     proc = subprocess.Popen(
-        [*script, *cli({**FLAGS, "steps": 100_000, "logdir": killed})],
+        [*SCRIPT, *cli({**FLAGS, "steps": 100_000, "logdir": logdir})],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    manager = ckpt.Checkpointer(killed / "checkpoints")
-    deadline = time.time() + 300
+    manager = ckpt.Checkpointer(logdir / "checkpoints")
+    deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None:
         manager.manager.reload()
-        if (manager.latest_step() or 0) >= 40:
+        if (manager.latest_step() or 0) > REFERENCE:
             break
         time.sleep(0.2)
     assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     manager.manager.reload()
-    saved = manager.latest_step()
-    assert saved >= 40
-    final = saved + 24
-    # Resume from the newest complete checkpoint and run 3 more chunks ...
+    assert {RESUME_FROM, REFERENCE} <= set(manager.all_steps())
+    _, _, reference = load_agent(logdir, REFERENCE)
+    saved = manager.restore(jax.eval_shape(build(Experiment.load(logdir))[2].init, KEYS))
+    for step in manager.all_steps():
+        if step > RESUME_FROM:
+            shutil.rmtree(logdir / "checkpoints" / str(step))
+    return logdir, reference, saved, env
+
+
+SCRIPT = [sys.executable, str(ROOT / "examples/train.py"), "--quiet"]
+KEYS = jax.numpy.stack([jax.random.PRNGKey(s) for s in FLAGS["seeds"]])
+
+
+def test_kill_and_resume_reproduces_the_uninterrupted_run(killed_run):
+    logdir, reference, _, env = killed_run
     out = subprocess.run(
-        [*script, "--resume", "--logdir", str(killed), "--steps", str(final)],
+        [*SCRIPT, "--resume", "--logdir", str(logdir), "--steps", str(REFERENCE)],
         env=env,
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    # ... which gives exactly what an uninterrupted run to the same step gives.
-    straight = Experiment(**FLAGS, steps=final, logdir=str(tmp_path / "straight"))
-    run(straight, progress=False)
-    exp_a, _, resumed = load_agent(killed)
-    _, _, uninterrupted = load_agent(straight.logdir)
-    assert exp_a.steps == final
-    for a, b in zip(resumed, uninterrupted, strict=True):
+    exp, _, resumed = load_agent(logdir)
+    assert exp.steps == REFERENCE
+    for a, b in zip(resumed, reference, strict=True):
         assert int(a.step) == int(b.step) > 0
         leaves_equal(a, b)
-    # Without --resume an existing run is not overwritten.
+    # Without --resume an existing run is not overwritten; a changed model is refused.
     with pytest.raises(FileExistsError, match="resume"):
-        run(straight, progress=False)
-    # Resuming with a changed model is refused.
+        run(exp, progress=False)
     with pytest.raises(ValueError, match="size"):
-        run(dataclasses.replace(straight, size="tiny"), resume=True, progress=False)
+        run(dataclasses.replace(exp, size="tiny"), resume=True, progress=False)
+
+
+@pytest.mark.parametrize("save_replay", [True, False])
+def test_checkpoint_round_trip(killed_run, tmp_path, save_replay):
+    logdir, _, state, _ = killed_run
+    exp = Experiment.load(logdir)
+    _, _, trainer = build(exp)
+    manager = ckpt.Checkpointer(tmp_path / "checkpoints", save_replay=save_replay)
+    manager.save(7, state, exp.to_dict())
+    manager.wait()
+    restored = manager.restore(jax.eval_shape(trainer.init, KEYS))
+    assert manager.config()["size"] == "micro"
+    if save_replay:
+        leaves_equal(restored, state)
+    else:
+        assert restored.replay is None
+        leaves_equal(restored.replace(replay=state.replay), state)
+    # The agent alone, without building envs or replay, one state per seed.
+    exp.save(tmp_path)
+    exp2, _, states = load_agent(tmp_path)
+    assert exp2 == exp and len(states) == 2
+    leaves_equal(states[1], jax.tree.map(lambda x: x[1], state.agent))
+    with pytest.raises(FileNotFoundError, match="no checkpoint 8"):
+        manager.restore(jax.eval_shape(trainer.init, KEYS), step=8)
+
+
+def test_seeds_train_independently(killed_run):
+    _, _, state, _ = killed_run
+    a, b = (jax.tree.map(lambda x, i=i: np.asarray(x[i]), state.agent.params) for i in (0, 1))
+    assert any(not np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    # Each seed has its own env and replay stream.
+    assert not np.array_equal(state.replay.data["pixels"][0], state.replay.data["pixels"][1])
 
 
 def read_events(logdir: pathlib.Path) -> list:
@@ -165,32 +165,22 @@ def read_events(logdir: pathlib.Path) -> list:
     return events
 
 
-def test_pixel_run_writes_scalars_images_and_videos(tmp_path):
-    flags = {
-        **FLAGS,
-        "obs": "pixels",
-        "image_size": 16,
-        "seeds": (0,),
-        "steps": 32,
-        "video_every": 16,
-        "checkpoint_every": 1000,
-    }
-    exp = Experiment(**flags, logdir=str(tmp_path))
-    last = run(exp, progress=False)
-    assert np.isfinite(last["loss/total"]) and last["perf/env_steps_per_s"] > 0
-    values = [v for e in read_events(tmp_path) for v in e.summary.value]
+def test_run_writes_scalars_images_and_videos(killed_run):
+    logdir = killed_run[0]
+    values = [v for e in read_events(logdir) for v in e.summary.value]
     tags = {v.tag for v in values}
     assert {"loss/rec", "loss/dyn", "episode/return", "opt/grad_norm"} <= tags
+    assert {"perf/env_steps_per_s", "perf/updates_per_s"} <= tags
     assert {"obs/latest", "episode/env0", "world_model/open_loop"} <= tags
     video = next(v for v in values if v.tag == "world_model/open_loop")
     frames = iio.imread(video.image.encoded_image_string, extension=".gif", index=None)
     # truth / model / error stacked vertically, up to batch_length frames (GIF encoding merges
     # identical consecutive frames).
-    assert 1 < frames.shape[0] <= exp.batch_length and frames.shape[1] == 3 * 16
+    assert 1 < frames.shape[0] <= FLAGS["batch_length"] and frames.shape[1] == 3 * 16
     episode = next(v for v in values if v.tag == "episode/env0")
     frames = iio.imread(episode.image.encoded_image_string, extension=".gif", index=None)
-    assert 1 < frames.shape[0] <= exp.episode_length + 1  # the reset frame and every step
-    assert sorted(p.name for p in (tmp_path / "videos").iterdir())
+    assert 1 < frames.shape[0] <= FLAGS["episode_length"] + 1  # the reset frame and every step
+    assert sorted(p.name for p in (logdir / "videos").iterdir())
 
 
 def test_last_episode_and_gif():

@@ -12,7 +12,8 @@ one (any NNX module with the protocol, or a Linen module through ``flax.nnx.brid
   tokens; CLIP: the pooled output), frozen by default. ``checkpoint=`` (a local directory or
   another hub name) overrides the checkpoint, ``cache_dir=`` the Hugging Face cache;
 - ``"vit-s14-scratch"``: the same ViT-S/14 body randomly initialised (the study's inductive-bias
-  control), fully trained by default.
+  control), fully trained by default; ``"vit-scratch"`` takes the architecture from
+  ``checkpoint=`` (its config only) instead.
 
 PVM options: ``input_size``, ``output``, ``layers``, ``head``, ``proj_dim``, ``finetune``
 (see :class:`PVMEncoder`), ``dtype`` (compute dtype) and ``remat`` (per-block
@@ -22,13 +23,14 @@ rematerialisation).
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
 from pathlib import Path
 
 import jax.numpy as jnp
 from flax import nnx
 
-from pvm_mbrl.encoders.checkpoints import LoadedViT, load_vit
+from pvm_mbrl.encoders.checkpoints import LoadedViT, load_vit, parse_config, resolve
 from pvm_mbrl.encoders.cnn import CNNEncoder
 from pvm_mbrl.encoders.finetune import FineTune, make_pvm_optimizer, param_labels
 from pvm_mbrl.encoders.pvm import PVMEncoder
@@ -78,25 +80,34 @@ def pretrained(
     return PVMEncoder(vit, image_shape, output=output, finetune=finetune, rngs=rngs, **options)
 
 
-def vit_s14_scratch(
+def vit_scratch(
     image_shape: tuple[int, int, int],
     *,
     rngs: nnx.Rngs,
+    checkpoint: str | Path | None = None,
+    cache_dir: str | Path | None = None,
     dtype=jnp.float32,
     remat: bool = False,
     output: str = "patches",
     finetune: str | FineTune = "full",
     **options,
 ) -> PVMEncoder:
-    """ViT-S/14 (DINOv2 shape and preprocessing), random initialisation."""
-    vit = ViT(VIT_S14, rngs=rngs, dtype=dtype, remat=remat)
+    """A randomly initialised ViT (the study's inductive-bias control): ViT-S/14 (DINOv2's shape
+    and preprocessing), or the architecture of ``checkpoint`` (only its ``config.json`` is
+    read, never its weights)."""
+    cfg = VIT_S14
+    if checkpoint is not None:
+        folder = resolve(checkpoint, cache_dir=cache_dir)
+        cfg = parse_config(json.loads((folder / "config.json").read_text()))
+    vit = ViT(cfg, rngs=rngs, dtype=dtype, remat=remat)
     return PVMEncoder(vit, image_shape, output=output, finetune=finetune, rngs=rngs, **options)
 
 
 _REGISTRY: dict[str, Callable[..., nnx.Module]] = {"cnn": CNNEncoder}
 for _name, (_hub, _output) in CHECKPOINTS.items():
     _REGISTRY[_name] = functools.partial(pretrained, _hub, output=_output)
-_REGISTRY["vit-s14-scratch"] = vit_s14_scratch
+_REGISTRY["vit-s14-scratch"] = vit_scratch
+_REGISTRY["vit-scratch"] = vit_scratch
 
 
 def register(name: str, factory: Callable[..., nnx.Module]) -> None:
@@ -135,5 +146,5 @@ __all__ = [
     "pretrained",
     "register",
     "registered",
-    "vit_s14_scratch",
+    "vit_scratch",
 ]
