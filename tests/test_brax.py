@@ -1,10 +1,12 @@
-"""The brax adapter: a state-based Reach trains a few PPO iterations with finite returns."""
+"""The brax adapter: a state-based Reach steps through brax's Env interface, and (marked
+``slow``: ``make test-all``) trains a few PPO iterations with finite returns."""
 
 import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from brax.training.agents.ppo import networks as ppo_networks
 from brax.training.agents.ppo import train as ppo
 
@@ -12,13 +14,18 @@ from pvm_mbrl.envs.brax_adapter import BraxAdapter, device_put_replicated
 from pvm_mbrl.envs.manipulation import Reach
 
 
+def test_brax_adapter_steps():
+    env = BraxAdapter(Reach(obs_mode="state", substeps=4))
+    assert env.observation_size == 14 and env.action_size == 4
+    state = jax.jit(env.reset)(jax.random.PRNGKey(0))
+    state = jax.jit(env.step)(state, jnp.zeros(4))
+    assert state.obs.shape == (14,) and np.isfinite(float(state.reward))
+
+
+@pytest.mark.slow
 def test_brax_adapter_ppo_trains_with_finite_returns(monkeypatch):
     monkeypatch.setattr(jax, "device_put_replicated", device_put_replicated, raising=False)
     env = BraxAdapter(Reach(obs_mode="state", substeps=4))
-    assert env.observation_size == 14 and env.action_size == 4
-    state = env.reset(jax.random.PRNGKey(0))
-    state = env.step(state, jnp.zeros(4))
-    assert state.obs.shape == (14,) and np.isfinite(float(state.reward))
 
     progress = []
     make_networks = functools.partial(
