@@ -53,6 +53,7 @@ class Logger:
         self.t0, self.s0 = time.time(), None
         self._sums: dict[str, float] = {}
         self._counts: dict[str, float] = {}
+        self._open_loop_fn = None
 
     # -- scalars --------------------------------------------------------------------------
 
@@ -145,7 +146,7 @@ class Logger:
         length = trainer.config.batch_length
         if replay_lib.can_sample(state.replay, length) and length > 1:
             key = jax.random.PRNGKey(step) if key is None else key
-            truth, model = _open_loop(agent, trainer, state, key)
+            truth, model = self._open_loop(agent, trainer)(state.agent, state.replay, key)
             truth, model = np.asarray(truth), np.asarray(model)
             err = np.abs(truth.astype(np.int16) - model.astype(np.int16)).astype(np.uint8)
             # rows: truth / model / error; columns: up to 4 sequences
@@ -155,27 +156,22 @@ class Logger:
             )
             self.video("world_model/open_loop", frames, step)
 
+    def _open_loop(self, agent, trainer):
+        """``agent.open_loop`` on a replayed batch of up to 4 sequences, compiled once."""
+        if self._open_loop_fn is None:
+            length = trainer.config.batch_length
+            context = min(5, length - 1)
+
+            def run(agent_state, buffer, key):
+                k1, k2 = jax.random.split(key)
+                batch = replay_lib.sample(buffer, k1, min(4, trainer.config.batch_size), length)
+                return agent.open_loop(agent_state, batch, k2, context)
+
+            self._open_loop_fn = jax.jit(run)
+        return self._open_loop_fn
+
     def close(self) -> None:
         self.writer.close()
-
-
-_OPEN_LOOP = {}
-
-
-def _open_loop(agent, trainer, state, key):
-    """``agent.open_loop`` on a replayed batch of up to 4 sequences (compiled once per agent)."""
-    fn = _OPEN_LOOP.get(id(agent))
-    if fn is None:
-        length = trainer.config.batch_length
-        context = min(5, length - 1)
-
-        def run(agent_state, buffer, key):
-            k1, k2 = jax.random.split(key)
-            batch = replay_lib.sample(buffer, k1, min(4, trainer.config.batch_size), length)
-            return agent.open_loop(agent_state, batch, k2, context)
-
-        fn = _OPEN_LOOP[id(agent)] = jax.jit(run)
-    return fn(state.agent, state.replay, key)
 
 
 def last_episode(buffer, key: str = "pixels", env: int = 0) -> np.ndarray | None:

@@ -23,14 +23,13 @@ rematerialisation).
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 import jax.numpy as jnp
 from flax import nnx
 
-from pvm_mbrl.encoders.checkpoints import LoadedViT, load_vit, parse_config, resolve
+from pvm_mbrl.encoders.checkpoints import LoadedViT, load_vit, read_config
 from pvm_mbrl.encoders.cnn import CNNEncoder
 from pvm_mbrl.encoders.finetune import FineTune, make_pvm_optimizer, param_labels
 from pvm_mbrl.encoders.pvm import PVMEncoder
@@ -95,10 +94,7 @@ def vit_scratch(
     """A randomly initialised ViT (the study's inductive-bias control): ViT-S/14 (DINOv2's shape
     and preprocessing), or the architecture of ``checkpoint`` (only its ``config.json`` is
     read, never its weights)."""
-    cfg = VIT_S14
-    if checkpoint is not None:
-        folder = resolve(checkpoint, cache_dir=cache_dir)
-        cfg = parse_config(json.loads((folder / "config.json").read_text()))
+    cfg = VIT_S14 if checkpoint is None else read_config(checkpoint, cache_dir=cache_dir)[1]
     vit = ViT(cfg, rngs=rngs, dtype=dtype, remat=remat)
     return PVMEncoder(vit, image_shape, output=output, finetune=finetune, rngs=rngs, **options)
 

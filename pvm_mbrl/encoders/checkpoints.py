@@ -379,6 +379,17 @@ def resolve(path_or_name: str | Path, *, cache_dir: str | Path | None = None) ->
     return Path(folder)
 
 
+def read_config(
+    path_or_name: str | Path, *, cache_dir: str | Path | None = None
+) -> tuple[Path, ViTConfig]:
+    """The checkpoint's folder and its parsed ``config.json`` (weights are not read)."""
+    folder = resolve(path_or_name, cache_dir=cache_dir)
+    config_file = folder / CONFIG_FILE
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{folder} has no {CONFIG_FILE}")
+    return folder, parse_config(json.loads(config_file.read_text()))
+
+
 def load_vit(
     path_or_name: str | Path,
     *,
@@ -392,11 +403,7 @@ def load_vit(
     ``rngs`` only seeds the (immediately replaced) initial values; every parameter comes from the
     checkpoint. ``dtype`` is the compute dtype, parameters stay float32.
     """
-    folder = resolve(path_or_name, cache_dir=cache_dir)
-    config_file = folder / CONFIG_FILE
-    if not config_file.is_file():
-        raise FileNotFoundError(f"{folder} has no {CONFIG_FILE}")
-    cfg = parse_config(json.loads(config_file.read_text()))
+    folder, cfg = read_config(path_or_name, cache_dir=cache_dir)
     params = read_params(folder, cfg)
     rngs = rngs if rngs is not None else nnx.Rngs(0)
     abstract = nnx.eval_shape(lambda r: ViT(cfg, rngs=r, dtype=dtype, remat=remat), rngs)
