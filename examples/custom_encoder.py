@@ -67,8 +67,9 @@ class LinenAdapter(nnx.Module):
         self.image_shape = tuple(image_shape)
         self.inner = nnx.bridge.ToNNX(module, rngs=rngs)
         nnx.bridge.lazy_init(self.inner, jnp.zeros((1, *self.image_shape), jnp.float32))
-        # The module is deterministic: drop the RNG streams ToNNX keeps, so the encoder's state
-        # holds only float parameters (the agent differentiates every leaf of its state).
+        # The module is deterministic: drop the RNG streams ToNNX keeps. The agent trains only
+        # nnx.Param leaves and holds every other variable constant inside its jitted functions,
+        # where ToNNX could not advance the stream counter on each call.
         self.inner.to_nnx__rngs = None
         self.output_size = output_size
         self.dtype = dtype

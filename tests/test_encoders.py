@@ -608,6 +608,41 @@ def test_custom_encoder_example_agent_step(example, kind):
     assert dense["kernel"].shape == (16, 16)
 
 
+class _BufferedEncoder(nnx.Module):
+    """A custom encoder with non-parameter variables: a float buffer and an integer counter."""
+
+    def __init__(self, image_shape, *, rngs: nnx.Rngs, dtype=jnp.float32):
+        self.mean = nnx.BatchStat(jnp.full((image_shape[-1],), 0.5, jnp.float32))
+        self.calls = nnx.Variable(jnp.zeros((), jnp.int32))
+        self.out = nnx.Linear(image_shape[-1], 8, rngs=rngs)
+        self.output_size = 8
+
+    def __call__(self, images):
+        x = images.astype(jnp.float32).mean((-3, -2)) / 255.0 - self.mean[...]
+        return self.out(x)
+
+
+def test_agent_trains_params_only_and_keeps_other_variables(example):
+    """Only ``nnx.Param`` leaves are differentiated and optimised: an integer counter (which
+    ``jax.grad`` refuses) and a float buffer get no optimiser state and pass through."""
+    encoders.register("test-buffered", _BufferedEncoder)
+    agent = example.make_agent("test-buffered")
+    state0, state, metrics = jax.eval_shape(
+        functools.partial(example.train_one_step, agent), jax.random.PRNGKey(0)
+    )
+    assert metrics["loss/total"].shape == ()
+    enc = state.params["encoder"]
+    assert enc["calls"].dtype == jnp.int32 and enc["mean"].shape == (3,)
+    n_params = len(jax.tree.leaves(nnx.state(agent.nets(state0.params), nnx.Param)))
+    n_all = len(jax.tree.leaves(state0.params))
+    assert n_all == n_params + 2
+    # Every optimiser moment is shaped like a Param: none was made for the buffers.
+    shapes = [x.shape for x in jax.tree.leaves(nnx.state(agent.nets(state0.params), nnx.Param))]
+    moments = [x for x in jax.tree.leaves(state0.opt_state) if x.ndim and x.shape != ()]
+    assert len(moments) % n_params == 0
+    assert sorted(x.shape for x in moments) == sorted(shapes * (len(moments) // n_params))
+
+
 def test_pvm_encoder_in_the_agent(example):
     """A fixture checkpoint registered as an agent encoder: the agent builds and updates it
     (abstractly), the weights load under jit, and the labels cover its parameters."""

@@ -44,6 +44,12 @@ BATCH_FLAGS = ("reward", "is_first", "is_last", "is_terminal")
 CACHE_KEY = "encoder_cache"
 
 
+def _trainable(params: nnx.State) -> nnx.State:
+    """The ``nnx.Param`` leaves: what the agent differentiates and the optimiser updates. Other
+    variables (a Linen module's RNG streams under ``nnx.bridge``, ...) pass through unchanged."""
+    return nnx.split_state(params, nnx.Param, ...)[0]
+
+
 def _split_obs_space(obs_space, keys):
     images, vectors = {}, {}
     for k in keys:
@@ -177,7 +183,7 @@ class Dreamer:
             if c.pvm_lr is None
             else make_optimizer(dataclasses.replace(c.optimizer, lr=c.pvm_lr))
         )
-        labels = encoders.param_labels(nnx.state(nets), nets.encoder.finetune)
+        labels = encoders.param_labels(_trainable(nnx.state(nets)), nets.encoder.finetune)
         return encoders.make_pvm_optimizer(base, pvm, labels, layer_decay=c.layer_decay)
 
     def encode_cache(self, state: AgentState, images: jax.Array) -> jax.Array:
@@ -202,7 +208,7 @@ class Dreamer:
         return AgentState(
             params=params,
             slow_critic=jax.tree.map(jnp.copy, params["critic"]),
-            opt_state=self.optimizer.init(params),
+            opt_state=self.optimizer.init(_trainable(params)),
             retnorm=PercentileNormalizer.create(
                 c.retnorm_rate, c.retnorm_perclo, c.retnorm_perchi, c.retnorm_limit
             ),
@@ -257,19 +263,23 @@ class Dreamer:
     def train(self, state: AgentState, batch, key) -> tuple[AgentState, dict[str, jax.Array]]:
         """One gradient update of world model, actor and critic on ``batch`` ``[B, T, ...]``."""
         self._check_batch(batch)
-        grad_fn = jax.value_and_grad(self.loss, has_aux=True)
-        (_, (retnorm, metrics)), grads = grad_fn(
-            state.params, state.slow_critic, state.retnorm, batch, key
-        )
-        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
+        trainable, rest = nnx.split_state(state.params, nnx.Param, ...)
+
+        def loss(trainable, rest):
+            return self.loss(
+                nnx.merge_state(trainable, rest), state.slow_critic, state.retnorm, batch, key
+            )
+
+        (_, (retnorm, metrics)), grads = jax.value_and_grad(loss, has_aux=True)(trainable, rest)
+        updates, opt_state = self.optimizer.update(grads, state.opt_state, trainable)
+        params = nnx.merge_state(optax.apply_updates(trainable, updates), rest)
         rate = self.config.slow_rate
         slow = jax.tree.map(
             lambda s, p: (1.0 - rate) * s + rate * p, state.slow_critic, params["critic"]
         )
         metrics["opt/grad_norm"] = optax.tree.norm(grads)
         metrics["opt/update_norm"] = optax.tree.norm(updates)
-        metrics["opt/param_norm"] = optax.tree.norm(params)
+        metrics["opt/param_norm"] = optax.tree.norm(_trainable(params))
         new = AgentState(params, slow, opt_state, retnorm, state.step + 1)
         return new, metrics
 
@@ -315,7 +325,8 @@ class Dreamer:
         """Total scaled loss and ``(new retnorm, metrics)``; differentiable in ``params``."""
         c = self.config
         nets = self.nets(params)
-        nets_sg = self.nets(_sg(params))
+        trainable, rest = nnx.split_state(params, nnx.Param, ...)
+        nets_sg = self.nets(nnx.merge_state(_sg(trainable), rest))
         slow_critic = nnx.merge(self.critic_graphdef, _sg(slow_params))
         k_obs, k_img = jax.random.split(key)
         is_first = batch["is_first"].astype(bool).at[:, 0].set(True)
