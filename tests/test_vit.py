@@ -7,10 +7,14 @@ CLIP vision and full CLIP checkpoints plus their PyTorch outputs) come from
 
 import dataclasses
 import functools
+import hashlib
+import http.server
 import json
 import math
 import pathlib
 import shutil
+import threading
+import typing
 
 import jax
 import jax.numpy as jnp
@@ -494,3 +498,77 @@ def test_model_input_checks(loaded):
         model(np.zeros((28, 28, 3), np.float32))
     with pytest.raises(ValueError, match=r"patch size 14.*got shape \(1, 13, 28, 3\)"):
         model(np.zeros((1, 13, 28, 3), np.float32))
+
+
+class _FakeHub(http.server.BaseHTTPRequestHandler):
+    """The few Hub endpoints ``snapshot_download`` calls, serving one fixture folder (plus a
+    listed ``pytorch_model.bin`` that must never be fetched) as the repo ``tiny/dinov2``."""
+
+    folder = FIXTURES / "dinov2"
+    commit = "a" * 40
+    fetched: typing.ClassVar[list[str]] = []
+
+    def log_message(self, *args):
+        pass
+
+    def _send(self, data: bytes, body: bool, **headers):
+        self.send_response(200)
+        for k, v in {"Content-Length": str(len(data)), **headers}.items():
+            self.send_header(k, v)
+        self.end_headers()
+        if body:
+            self.wfile.write(data)
+
+    def _serve(self, body: bool):
+        path = self.path.split("?")[0]
+        files = {p.name: p.read_bytes() for p in self.folder.iterdir()}
+        files["pytorch_model.bin"] = b"pickle"
+        if path.startswith("/api/models/tiny/dinov2/tree/"):
+            tree = [
+                {"type": "file", "path": n, "size": len(d), "oid": hashlib.sha1(d).hexdigest()}
+                for n, d in files.items()
+            ]
+            return self._send(json.dumps(tree).encode(), body)
+        if path.startswith("/api/models/tiny/dinov2/revision/"):
+            info = {"id": "tiny/dinov2", "sha": self.commit}
+            info["siblings"] = [{"rfilename": n} for n in files]
+            return self._send(json.dumps(info).encode(), body)
+        name = path.removeprefix(f"/tiny/dinov2/resolve/{self.commit}/")
+        if name not in files:
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            return self.end_headers()
+        if body:
+            self.fetched.append(name)
+        etag = '"' + hashlib.sha256(files[name]).hexdigest() + '"'
+        self._send(files[name], body, ETag=etag, **{"X-Repo-Commit": self.commit})
+
+    def do_GET(self):
+        self._serve(True)
+
+    def do_HEAD(self):
+        self._serve(False)
+
+
+def test_hub_name_downloads_only_config_and_safetensors(loaded, tmp_path, monkeypatch):
+    """A hub name not in the cache is downloaded (from a local stand-in for the Hub): the config
+    and the safetensors weights only, never the pickled PyTorch file; then it loads offline."""
+    from huggingface_hub import constants
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FakeHub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    monkeypatch.setattr(constants, "ENDPOINT", url)
+    monkeypatch.setattr(
+        constants, "HUGGINGFACE_CO_URL_TEMPLATE", url + "/{repo_id}/resolve/{revision}/{filename}"
+    )
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    _FakeHub.fetched.clear()
+    try:
+        model, family = load_vit("tiny/dinov2", cache_dir=tmp_path)
+    finally:
+        server.shutdown()
+    assert family == "dinov2" and sorted(_FakeHub.fetched) == ["config.json", "model.safetensors"]
+    assert_same_params(model, loaded["dinov2"][0])
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert_same_params(load_vit("tiny/dinov2", cache_dir=tmp_path)[0], model)
