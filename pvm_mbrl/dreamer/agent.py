@@ -265,21 +265,21 @@ class Dreamer:
         self._check_batch(batch)
         trainable, rest = nnx.split_state(state.params, nnx.Param, ...)
 
-        def loss(trainable, rest):
-            return self.loss(
-                nnx.merge_state(trainable, rest), state.slow_critic, state.retnorm, batch, key
-            )
+        def loss(trainable):
+            params = nnx.merge_state(trainable, rest)
+            return self.loss(params, state.slow_critic, state.retnorm, batch, key)
 
-        (_, (retnorm, metrics)), grads = jax.value_and_grad(loss, has_aux=True)(trainable, rest)
+        (_, (retnorm, metrics)), grads = jax.value_and_grad(loss, has_aux=True)(trainable)
         updates, opt_state = self.optimizer.update(grads, state.opt_state, trainable)
-        params = nnx.merge_state(optax.apply_updates(trainable, updates), rest)
+        trainable = optax.apply_updates(trainable, updates)
+        params = nnx.merge_state(trainable, rest)
         rate = self.config.slow_rate
         slow = jax.tree.map(
             lambda s, p: (1.0 - rate) * s + rate * p, state.slow_critic, params["critic"]
         )
         metrics["opt/grad_norm"] = optax.tree.norm(grads)
         metrics["opt/update_norm"] = optax.tree.norm(updates)
-        metrics["opt/param_norm"] = optax.tree.norm(_trainable(params))
+        metrics["opt/param_norm"] = optax.tree.norm(trainable)
         new = AgentState(params, slow, opt_state, retnorm, state.step + 1)
         return new, metrics
 
