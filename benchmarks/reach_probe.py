@@ -1,10 +1,19 @@
-"""Probe of the Reach policy's direction: does the trained agent move towards the target?
+"""Probe of the Reach policy: does the trained agent steer towards the target?
 
 Trains a small DreamerV3 agent on Reach from the state vector (no rendering) and, every
 ``--every`` chunks, runs its eval policy (the actor's mode) for one 50-step episode in 64 fresh
-envs, printing the mean return and the mean cosine between the arm's commanded displacement
-(action x/y/z) and the direction from the tool to the target (the state's ``target - tcp``).
-A policy that reaches has a cosine near +1; a random one near 0.
+envs, printing the mean return and three measures of the arm's commanded displacement (action
+x/y/z) against the direction from the tool to the target (the state's ``target - tcp``):
+
+* ``cos0``: the cosine at the first step, from the start pose (targets lie all around it);
+* ``cos``: the cosine averaged over the episode;
+* ``bias``: ``|mean action| / mean |action|`` over envs and steps, 1 for a policy that sends
+  every arm the same way whatever the target.
+
+A policy that reaches has both cosines near +1 and a small bias. A target-blind policy that
+pushes every arm in one direction also drives ``cos`` towards -1 (the arm passes the target and
+leaves it behind), so ``cos`` alone cannot tell "steers away" from "ignores the target": read it
+with ``cos0`` and ``bias``.
 
     python benchmarks/reach_probe.py --lr 4e-5 --chunks 16
 """
@@ -31,7 +40,7 @@ TO_TARGET = slice(11, 14)
 
 
 def probe_fn(agent: Dreamer, episodes: int):
-    """Jitted ``(agent_state, key) -> (mean return, mean cosine, mean |action|)``."""
+    """Jitted ``(agent_state, key) -> (mean return, cos0, cos, bias, mean |action|)``."""
     env = envs.make("Reach", obs_mode="state", render=False, num_envs=episodes, auto_reset=False)
 
     @jax.jit
@@ -50,7 +59,8 @@ def probe_fn(agent: Dreamer, episodes: int):
         _, (act, to_target, reward) = jax.lax.scan(body, init, keys)
         unit = to_target / (jnp.linalg.norm(to_target, axis=-1, keepdims=True) + 1e-6)
         cos = jnp.sum(act * unit, -1) / (jnp.linalg.norm(act, axis=-1) + 1e-6)
-        return reward.sum(0).mean(), cos.mean(), jnp.abs(act).mean()
+        bias = jnp.linalg.norm(act.mean((0, 1))) / (jnp.linalg.norm(act, axis=-1).mean() + 1e-6)
+        return reward.sum(0).mean(), cos[0].mean(), cos.mean(), bias, jnp.abs(act).mean()
 
     return run
 
@@ -58,7 +68,8 @@ def probe_fn(agent: Dreamer, episodes: int):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lr", type=float, default=4e-5)
-    ap.add_argument("--chunks", type=int, default=16, help="chunks of 100 updates")
+    ap.add_argument("--chunks", type=int, default=16, help="chunks of 400 env steps")
+    ap.add_argument("--batch-length", type=int, default=16, help="100 updates per chunk at 16")
     ap.add_argument("--every", type=int, default=2)
     ap.add_argument("--episodes", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
@@ -72,7 +83,7 @@ def main(argv=None):
         num_envs=16,
         train_ratio=64,
         batch_size=16,
-        batch_length=16,
+        batch_length=a.batch_length,
         chunk_steps=25,
         prefill=50,
         replay_capacity=99_984,
@@ -81,17 +92,18 @@ def main(argv=None):
     trainer = Trainer(env, agent, tc)
     probe = probe_fn(agent, a.episodes)
     state = trainer.prefill(trainer.init(jax.random.PRNGKey(a.seed)))
-    print(f"Reach, state vector, {SMALL}, lr {a.lr:g}, train ratio 64, batch 16 x 16")
+    print(f"Reach, state vector, {SMALL}, lr {a.lr:g}, train ratio 64, batch 16 x {a.batch_length}")
     t0 = time.perf_counter()
     for i in range(a.chunks + 1):
         if i:
             state, m = trainer.train_chunk(state)
         if i % a.every == 0:
-            ret, cos, mag = jax.device_get(probe(state.agent, jax.random.PRNGKey(1000 + i)))
+            out = jax.device_get(probe(state.agent, jax.random.PRNGKey(1000 + i)))
+            ret, cos0, cos, bias, mag = out
             updates = int(m["updates"]) if i else 0
             print(
-                f"updates {updates:5d}  eval return {ret:6.2f}  "
-                f"cos(action, to target) {cos:+.3f}  |action| {mag:.3f}  "
+                f"updates {updates:5d}  eval return {ret:6.2f}  cos0 {cos0:+.3f}  "
+                f"cos {cos:+.3f}  bias {bias:.2f}  |action| {mag:.3f}  "
                 f"({time.perf_counter() - t0:.0f} s)",
                 flush=True,
             )

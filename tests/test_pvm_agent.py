@@ -146,7 +146,7 @@ class StatePixels(wrappers.Wrapper):
     """Adds a ``pixels`` image painted from the state vector (no renderer: compiles fast)."""
 
     def _paint(self, s):
-        colour = (jnp.tanh(10.0 * s.obs["state"][..., :3]) * 127.0 + 128.0).astype(jnp.uint8)
+        colour = (jnp.tanh(s.obs["state"][..., :3]) * 127.0 + 128.0).astype(jnp.uint8)
         img = jnp.broadcast_to(colour[..., None, None, :], (*colour.shape[:-1], SIZE, SIZE, 3))
         return s.replace(obs={**s.obs, "pixels": img})
 

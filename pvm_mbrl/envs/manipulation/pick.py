@@ -6,7 +6,8 @@ and a height in [0.08, 0.18] m. ``grasped`` means the object sits between the fi
 ``0.25 reach + 0.25 grasped + 0.5 grasped * place`` with ``reach = 1 - tanh(10 d_tcp)`` and
 ``place = 1 - tanh(10 d_goal)``, so at most 1 per step. Success when ``d_goal < SUCCESS_DIST``.
 State vector: object position (3), quaternion (4), linear velocity (3), goal (3),
-object - tcp (3), object half-width and half-height (2).
+object - tcp (3), object half-width and half-height (2); lengths and velocities in
+``base.LENGTH_UNIT`` units.
 
 PickObject draws the object per episode from the split's set (``objects.split_objects``):
 every (shape, size) body is in the scene, unused ones stay parked, and the episode's mass is
@@ -101,14 +102,15 @@ class _Pick(base.ManipulationEnv):
     def _task_state(self, data, info):
         i = info["object"]
         obj = self.object_pos(data, i)
+        u = base.to_obs_units
         return jnp.concatenate(
             [
-                obj,
+                u(obj),
                 self.object_quat(data, i),
-                self.object_vel(data, i),
-                self.marker_pos(data),
-                obj - self.tcp_pos(data),
-                jnp.stack(self.object_dims(info)),
+                u(self.object_vel(data, i)),
+                u(self.marker_pos(data)),
+                u(obj - self.tcp_pos(data)),
+                u(jnp.stack(self.object_dims(info))),
             ]
         )
 

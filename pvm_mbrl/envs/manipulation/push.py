@@ -3,7 +3,8 @@
 The cube starts at a position from the split's region; the goal lies ``GOAL_OFFSET`` away in a
 random direction. Reward ``0.3 (1 - tanh(10 d_tcp)) + 0.7 (1 - tanh(10 d_goal))`` (at most 1),
 d_tcp: tcp to cube, d_goal: cube to goal in x/y. Success when ``d_goal < SUCCESS_DIST``.
-State vector: cube position (3), quaternion (4), linear velocity (3), goal (3).
+State vector: cube position (3), quaternion (4), linear velocity (3), goal (3); lengths and
+velocities in ``base.LENGTH_UNIT`` units.
 """
 
 from __future__ import annotations
@@ -55,11 +56,12 @@ class Push(base.ManipulationEnv):
         return reward, {"success": d_goal < SUCCESS_DIST, "distance": d_goal}
 
     def _task_state(self, data, info):
+        u = base.to_obs_units
         return jnp.concatenate(
             [
-                self.object_pos(data),
+                u(self.object_pos(data)),
                 self.object_quat(data),
-                self.object_vel(data),
-                self.marker_pos(data),
+                u(self.object_vel(data)),
+                u(self.marker_pos(data)),
             ]
         )

@@ -2,7 +2,8 @@
 
 The target's x/y come from the split's position region (central disc or outer ring), its
 height from [0.04, 0.2] m. Reward ``1 - tanh(10 d)`` (d: tcp-target distance), so at most 1
-per step; success when ``d < SUCCESS_DIST``. State vector: target (3), target - tcp (3).
+per step; success when ``d < SUCCESS_DIST``. State vector: target (3), target - tcp (3), in
+``base.LENGTH_UNIT`` units.
 """
 
 from __future__ import annotations
@@ -46,4 +47,4 @@ class Reach(base.ManipulationEnv):
 
     def _task_state(self, data, info):
         target = self.marker_pos(data)
-        return jnp.concatenate([target, target - self.tcp_pos(data)])
+        return base.to_obs_units(jnp.concatenate([target, target - self.tcp_pos(data)]))
