@@ -12,7 +12,6 @@ this budget is not reached yet (see ``benchmarks/RESULTS.md``).
 """
 
 import jax
-import jax.numpy as jnp
 import pytest
 
 from pvm_mbrl import envs, evaluate
@@ -25,26 +24,6 @@ SMALL = dict(
 ENV = dict(obs_mode="state", render=False)
 CHUNKS = 14
 EPISODES = 64
-
-
-def random_success(seed=0) -> float:
-    """Success rate (reached at any step) of uniform random actions over EPISODES episodes."""
-    env = envs.make("Reach", num_envs=EPISODES, auto_reset=False, **ENV)
-
-    @jax.jit
-    def run(key):
-        def body(carry, k):
-            s, once = carry
-            a = jax.random.uniform(k, (EPISODES, *env.action_space.shape), minval=-1, maxval=1)
-            s = env.step(s, a)
-            return (s, jnp.maximum(once, s.metrics["success"])), None
-
-        k_reset, k_steps = jax.random.split(key)
-        init = (env.reset(k_reset), jnp.zeros(EPISODES))
-        (_, once), _ = jax.lax.scan(body, init, jax.random.split(k_steps, env.episode_length))
-        return once.mean()
-
-    return float(run(jax.random.PRNGKey(seed)))
 
 
 @pytest.mark.learning
@@ -70,9 +49,12 @@ def test_reach_from_state_beats_random():
         state, metrics = trainer.train_chunk(state)
     assert int(metrics["updates"]) == CHUNKS * 100
 
-    res = evaluate.evaluate(agent, [state.agent], "Reach", ENV, shifts=("id",), episodes=EPISODES)
+    ev = evaluate.Evaluator("Reach", ENV, ("id",), EPISODES, agent)
+    res = ev.evaluate([state.agent])
     ret, floor = res.returns.mean(), res.random_returns.mean()
-    success, floor_success = res.success_once.mean(), random_success()
+    # The random policy's success on the same episodes, from the same compiled rollout.
+    floor_success = ev.rollout(state.agent, random=True)["success_once"].mean()
+    success = res.success_once.mean()
     print(f"return {ret:.2f} ({floor:.2f} random), success {success:.2f} ({floor_success:.2f})")
     assert ret >= 1.5 * floor, (ret, floor)
     assert success >= floor_success + 0.2, (success, floor_success)
