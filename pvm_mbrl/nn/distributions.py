@@ -204,16 +204,25 @@ class TwoHotSymlog:
         return jax.nn.softmax(self.logits, -1)
 
     def mean(self) -> jax.Array:
-        """Expected value of the raw-space bins, ``sum(probs * bins)``.
+        """Expected value of the raw-space bins, ``sum(probs * bins)``, for mirrored bins.
 
-        Summed symmetrically around the centre bin (left half reversed plus right half, as the
-        official code does) so that symmetric probabilities, e.g. zero logits at initialisation,
-        give exactly 0 instead of a rounding residue of the huge edge bins.
+        With ``bins[K-1-i] == -bins[i]`` (as :func:`symexp_bins` builds them) the sum is
+        ``sum_j bins[m+j] * (p[m+j] - p[m-j])`` around the centre bin ``m``, and each difference
+        is taken from the logits, ``exp(l_lo) * expm1(l_hi - l_lo)``, before anything is summed.
+        Multiplying each probability by its bin first (up to 4.9e8) leaves float32 rounding
+        residues of order 0.1 in the sum, which no summation order removes and which XLA's
+        reassociation of the official symmetric sum exposes: jitted at batch 1 it returned
+        -0.168 for zero logits. Here zero logits give exactly 0 and the error stays relative to
+        each difference.
         """
         k = self.bins.shape[-1]
         m = (k - 1) // 2
-        pb = self.probs * self.bins
-        return pb[..., m] + jnp.sum(pb[..., :m][..., ::-1] + pb[..., m + 1 :], -1)
+        logits = self.logits - jax.lax.stop_gradient(jnp.max(self.logits, -1, keepdims=True))
+        lo, hi = logits[..., :m][..., ::-1], logits[..., m + 1 :]
+        diff = jnp.exp(lo) * jnp.expm1(hi - lo)  # exp(hi) - exp(lo)
+        total = jnp.sum(jnp.exp(logits), -1)
+        centre = jnp.exp(logits[..., m]) * self.bins[m]
+        return (centre + jnp.sum(diff * self.bins[m + 1 :], -1)) / total
 
     def log_prob(self, target: jax.Array) -> jax.Array:
         """``sum(two_hot(target, bins) * log_softmax(logits))``; the target is stop-gradiented.
