@@ -1,21 +1,31 @@
-"""Probe of the Reach policy: does the trained agent steer towards the target?
+"""Probe of the Reach agent: does it steer towards the target, and does its world model know why?
 
-Trains a small DreamerV3 agent on Reach from the state vector (no rendering) and, every
-``--every`` chunks, runs its eval policy (the actor's mode) for one 50-step episode in 64 fresh
-envs, printing the mean return and three measures of the arm's commanded displacement (action
-x/y/z) against the direction from the tool to the target (the state's ``target - tcp``):
+Trains a small DreamerV3 agent on Reach from the state vector (no rendering) or from 64 px
+pixels (``--obs pixels``, ``--camera front|wrist``; ``pixels+proprio`` adds the arm's own state)
+and, every ``--every`` chunks, runs its eval policy (the actor's mode) for one 50-step episode
+in ``--episodes`` fresh envs. The env's state vector is read alongside whatever the agent sees,
+to measure:
 
-* ``cos0``: the cosine at the first step, from the start pose (targets lie all around it);
-* ``cos``: the cosine averaged over the episode;
+* ``return``: mean episode return (a random policy gets about 14);
+* ``cos0``: cosine of the commanded displacement (action x/y/z) and the tool-to-target
+  direction at the first step, from the start pose (targets lie all around it);
+* ``cos``: the same cosine averaged over the episode;
 * ``bias``: ``|mean action| / mean |action|`` over envs and steps, 1 for a policy that sends
-  every arm the same way whatever the target.
+  every arm the same way whatever the target;
+* ``r_corr``: correlation over the episode between the reward head on the agent's posterior
+  and the reward the env gave;
+* ``imag toward/away/still``: from each posterior along the episode, the reward head after 5
+  imagined steps of the full action towards the target, away from it, or zero; ``true`` is the
+  env's reward for the same plans (a physics-only twin of the env stepped in lockstep).
 
 A policy that reaches has both cosines near +1 and a small bias. A target-blind policy that
 pushes every arm in one direction also drives ``cos`` towards -1 (the arm passes the target and
 leaves it behind), so ``cos`` alone cannot tell "steers away" from "ignores the target": read it
-with ``cos0`` and ``bias``.
+with ``cos0`` and ``bias``. The actor can only learn to reach once the imagined rewards order
+toward > still > away as the true ones do.
 
-    python benchmarks/reach_probe.py --lr 4e-5 --chunks 16
+    python benchmarks/reach_probe.py --lr 3e-4 --chunks 14
+    python benchmarks/reach_probe.py --obs pixels --camera front --lr 3e-4 --chunks 14
 """
 
 from __future__ import annotations
@@ -23,10 +33,13 @@ from __future__ import annotations
 import argparse
 import time
 
+import imageio.v3 as iio
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from pvm_mbrl import envs
+from pvm_mbrl import envs, media
+from pvm_mbrl import replay as replay_lib
 from pvm_mbrl.dreamer.agent import Dreamer
 from pvm_mbrl.dreamer.config import DreamerConfig
 from pvm_mbrl.dreamer.optim import OptimizerConfig
@@ -35,49 +48,150 @@ from pvm_mbrl.train import TrainConfig, Trainer
 SMALL = dict(
     deter=128, hidden=32, stoch=8, classes=8, blocks=4, depth=2, mults=(1, 2), bspace=4, units=64
 )
+# The CNN for the pixel modes (SMALL's depth and mults only matter there).
+PIXEL_CNN = dict(depth=8, mults=(1, 2, 3, 4))
+OBS = {"state": ("state",), "pixels": ("pixels",), "pixels+proprio": ("pixels", "proprio")}
 # Reach's state vector: proprio (tcp 3, velocity 3, fingers 2), target (3), target - tcp (3).
 TO_TARGET = slice(11, 14)
+PLANS = (("toward", 1.0), ("away", -1.0), ("still", 0.0))
+PLAN_STEPS = 5
 
 
-def probe_fn(agent: Dreamer, episodes: int):
-    """Jitted ``(agent_state, key) -> (mean return, cos0, cos, bias, mean |action|)``."""
-    env = envs.make("Reach", obs_mode="state", render=False, num_envs=episodes, auto_reset=False)
+def make_env(obs: str, num_envs: int, camera: str = "front", image: int = 64, state=False):
+    """Reach for the agent (``state=True``: with the state vector too, for the probe)."""
+    if obs == "state":
+        return envs.make(
+            "Reach", obs_mode="state", render=False, num_envs=num_envs, auto_reset=False
+        )
+    return envs.make(
+        "Reach",
+        obs_mode="pixels+state" if state else "pixels",
+        camera=camera,
+        image_size=image,
+        num_envs=num_envs,
+        auto_reset=False,
+    )
+
+
+def probe_fn(agent: Dreamer, episodes: int, obs: str = "state", camera="front", image=64):
+    """Jitted ``(agent_state, key) -> dict`` of the measures in the module docstring."""
+    env = make_env(obs, episodes, camera, image, state=True)
+    twin = make_env("state", episodes)
+
+    def plan_rewards(agent_state, post, sim, unit, key):
+        """Imagined and true reward after PLAN_STEPS steps of each plan: [plans] each."""
+        nets = agent.nets(agent_state.params)
+        imag, true = [], []
+        for _, sign in PLANS:
+            act = jnp.concatenate([sign * unit, jnp.zeros_like(unit[:, :1])], -1)
+            st, s = post, sim
+            for j in range(PLAN_STEPS):
+                st, _ = nets.rssm.img_step(st, act, jax.random.fold_in(key, j))
+                s = twin.step(s, act)
+            imag.append(nets.reward(nets.rssm.features(st)).mean().mean())
+            true.append(s.reward.mean())
+        return jnp.stack(imag), jnp.stack(true)
 
     @jax.jit
     def run(agent_state, key):
         def body(c, k):
-            s, carry, first = c
-            obs = {"state": s.obs["state"], "is_first": first}
-            act, carry = agent.policy(agent_state, carry, obs, k, mode="eval")
-            out = (act[:, :3], s.obs["state"][:, TO_TARGET])
-            s = env.step(s, act)
-            return (s, carry, jnp.zeros_like(first)), (*out, s.reward)
+            s, sim, carry, first = c
+            seen = {name: s.obs[name] for name in agent.obs_keys}
+            act, carry = agent.policy(
+                agent_state, carry, {**seen, "is_first": first}, k, mode="eval"
+            )
+            to_target = s.obs["state"][:, TO_TARGET]
+            unit = to_target / (jnp.linalg.norm(to_target, axis=-1, keepdims=True) + 1e-6)
+            post = {"deter": carry["deter"], "stoch": carry["stoch"]}
+            nets = agent.nets(agent_state.params)
+            r_pred = nets.reward(nets.rssm.features(post)).mean()
+            imag, true = plan_rewards(agent_state, post, sim, unit, k)
+            drift = jnp.abs(sim.obs["state"] - s.obs["state"]).max()
+            out = dict(
+                act=act[:, :3],
+                unit=unit,
+                r_pred=r_pred,
+                r_true=s.reward,
+                imag=imag,
+                true=true,
+                drift=drift,
+            )
+            s, sim = env.step(s, act), twin.step(sim, act)
+            out["reward"] = s.reward
+            return (s, sim, carry, jnp.zeros_like(first)), out
 
         k_reset, k_steps = jax.random.split(key)
-        init = (env.reset(k_reset), agent.initial_carry(episodes), jnp.ones(episodes, bool))
-        keys = jax.random.split(k_steps, env.episode_length)
-        _, (act, to_target, reward) = jax.lax.scan(body, init, keys)
-        unit = to_target / (jnp.linalg.norm(to_target, axis=-1, keepdims=True) + 1e-6)
-        cos = jnp.sum(act * unit, -1) / (jnp.linalg.norm(act, axis=-1) + 1e-6)
+        init = (
+            env.reset(k_reset),
+            twin.reset(k_reset),
+            agent.initial_carry(episodes),
+            jnp.ones(episodes, bool),
+        )
+        _, o = jax.lax.scan(body, init, jax.random.split(k_steps, env.episode_length))
+        act = o["act"]
+        cos = jnp.sum(act * o["unit"], -1) / (jnp.linalg.norm(act, axis=-1) + 1e-6)
         bias = jnp.linalg.norm(act.mean((0, 1))) / (jnp.linalg.norm(act, axis=-1).mean() + 1e-6)
-        return reward.sum(0).mean(), cos[0].mean(), cos.mean(), bias, jnp.abs(act).mean()
+        # The reward that led to each observation, from the second step on.
+        rp, rt = o["r_pred"][1:].ravel(), o["r_true"][1:].ravel()
+        rp, rt = rp - rp.mean(), rt - rt.mean()
+        r_corr = rp @ rt / (jnp.linalg.norm(rp) * jnp.linalg.norm(rt) + 1e-9)
+        return dict(
+            ret=o["reward"].sum(0).mean(),
+            cos0=cos[0].mean(),
+            cos=cos.mean(),
+            bias=bias,
+            r_corr=r_corr,
+            imag=o["imag"].mean(0),
+            true=o["true"].mean(0),
+            drift=o["drift"].max(),
+        )
 
     return run
 
 
+def reconstructions(agent: Dreamer, agent_state, replay, key, n: int = 8) -> np.ndarray:
+    """uint8 grid: the last frame of ``n`` replayed 16-step sequences (top) and the world
+    model's reconstruction of it from the posterior (bottom)."""
+
+    @jax.jit
+    def run(agent_state, replay, key):
+        k_sample, k_obs = jax.random.split(key)
+        batch = replay_lib.sample(replay, k_sample, n, 16)
+        nets = agent.nets(agent_state.params)
+        action = batch["action"]
+        prev = jnp.concatenate([jnp.zeros_like(action[:, :1]), action[:, :-1]], 1)
+        embed = nets.embed({k: batch[k] for k in agent.obs_keys})
+        is_first = batch["is_first"].astype(bool)
+        _, post, _ = nets.rssm.observe(nets.rssm.initial(n), prev, embed, is_first, k_obs)
+        pred = nets.image_decoder(post["deter"][:, -1], post["stoch"][:, -1])
+        pred = jnp.round(jnp.clip(pred, 0.0, 1.0) * 255).astype(jnp.uint8)
+        return jnp.stack([batch["pixels"][:, -1], pred])
+
+    return media.grid(np.asarray(run(agent_state, replay, key)))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--lr", type=float, default=4e-5)
+    ap.add_argument("--obs", choices=sorted(OBS), default="state")
+    ap.add_argument("--camera", choices=["front", "wrist"], default="front")
+    ap.add_argument("--image", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--chunks", type=int, default=16, help="chunks of 400 env steps")
     ap.add_argument("--batch-length", type=int, default=16, help="100 updates per chunk at 16")
     ap.add_argument("--every", type=int, default=2)
     ap.add_argument("--episodes", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
-    a = ap.parse_args(argv)
-    config = DreamerConfig(
-        **SMALL, obs_keys=("state",), optimizer=OptimizerConfig(lr=a.lr, warmup=0)
+    ap.add_argument(
+        "--recon", default=None, metavar="PNG", help="pixel modes: save reconstructions at the end"
     )
-    env = envs.make("Reach", obs_mode="state", render=False, num_envs=16, auto_reset=False)
+    a = ap.parse_args(argv)
+    if a.recon and a.obs == "state":
+        ap.error("--recon needs a pixel --obs")
+    size = SMALL | (PIXEL_CNN if a.obs != "state" else {})
+    config = DreamerConfig(
+        **size, obs_keys=OBS[a.obs], optimizer=OptimizerConfig(lr=a.lr, warmup=0)
+    )
+    env = make_env(a.obs, 16, a.camera, a.image)
     agent = Dreamer(config, env.observation_space, env.action_space)
     tc = TrainConfig(
         num_envs=16,
@@ -90,23 +204,33 @@ def main(argv=None):
         fused=False,
     )
     trainer = Trainer(env, agent, tc)
-    probe = probe_fn(agent, a.episodes)
+    probe = probe_fn(agent, a.episodes, a.obs, a.camera, a.image)
     state = trainer.prefill(trainer.init(jax.random.PRNGKey(a.seed)))
-    print(f"Reach, state vector, {SMALL}, lr {a.lr:g}, train ratio 64, batch 16 x {a.batch_length}")
+    seen = a.obs if a.obs == "state" else f"{a.obs} ({a.camera} camera, {a.image} px)"
+    print(f"Reach from {seen}, {size}, lr {a.lr:g}, train ratio 64, batch 16 x {a.batch_length}")
     t0 = time.perf_counter()
     for i in range(a.chunks + 1):
         if i:
             state, m = trainer.train_chunk(state)
         if i % a.every == 0:
-            out = jax.device_get(probe(state.agent, jax.random.PRNGKey(1000 + i)))
-            ret, cos0, cos, bias, mag = out
+            p = jax.device_get(probe(state.agent, jax.random.PRNGKey(1000 + i)))
+            if p["drift"] > 1e-4:
+                raise RuntimeError(f"the physics twin left the probed env ({p['drift']:.2g})")
             updates = int(m["updates"]) if i else 0
+            imag = "/".join(f"{x:.3f}" for x in p["imag"])
+            true = "/".join(f"{x:.3f}" for x in p["true"])
             print(
-                f"updates {updates:5d}  eval return {ret:6.2f}  cos0 {cos0:+.3f}  "
-                f"cos {cos:+.3f}  bias {bias:.2f}  |action| {mag:.3f}  "
+                f"updates {updates:5d}  return {p['ret']:6.2f}  cos0 {p['cos0']:+.2f}  "
+                f"cos {p['cos']:+.2f}  bias {p['bias']:.2f}  r_corr {p['r_corr']:.2f}  "
+                f"imag toward/away/still {imag} (true {true})  "
                 f"({time.perf_counter() - t0:.0f} s)",
                 flush=True,
             )
+    if a.recon:
+        iio.imwrite(
+            a.recon, reconstructions(agent, state.agent, state.replay, jax.random.PRNGKey(7))
+        )
+        print(f"saved {a.recon}")
 
 
 if __name__ == "__main__":
