@@ -11,6 +11,8 @@ import time
 
 import jax
 
+from pvm_mbrl import hostmem
+
 RESULTS = pathlib.Path(__file__).resolve().parent / "RESULTS.md"
 
 
@@ -26,7 +28,7 @@ def best_time(fn, repeats: int) -> float:
 
 
 def machine() -> str:
-    """CPU model, core count, JAX device and the current load."""
+    """CPU model, core count, JAX device, host-memory reuse and the current load."""
     cpu = platform.processor() or "unknown CPU"
     try:
         for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
@@ -37,7 +39,8 @@ def machine() -> str:
         pass
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (
-        f"{cpu}, {os.cpu_count()} cores, jax device {jax.devices()[0]}, "
+        f"{cpu}, {os.cpu_count()} cores, jax device {jax.devices()[0]}, host buffers "
+        f"{'reused (pvm_mbrl.hostmem)' if hostmem.active() else 'system malloc'}, "
         f"1-min load average at the end {load:.1f} (other jobs share the machine when > 1)"
     )
 

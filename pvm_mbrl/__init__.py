@@ -3,4 +3,9 @@
 Submodules are imported explicitly: ``from pvm_mbrl import envs``.
 """
 
+from pvm_mbrl import hostmem
+
 __version__ = "0.1.0"
+
+# Before any submodule starts JAX: reuse freed host buffers (see pvm_mbrl.hostmem).
+hostmem.reuse_host_memory()

@@ -13,6 +13,8 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import jax
 
+import pvm_mbrl  # noqa: F401  (before any JAX computation: host-memory reuse, pvm_mbrl.hostmem)
+
 _CACHE = pathlib.Path(
     os.environ.get("PVM_MBRL_JAX_CACHE", pathlib.Path(__file__).resolve().parents[1] / ".cache/jax")
 )
