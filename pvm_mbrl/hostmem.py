@@ -46,9 +46,13 @@ def reuse_host_memory() -> bool:
     """Apply the ``mallopt`` settings above; ``True`` if they took effect for JAX's threads.
 
     ``False`` (and nothing changed) off Linux, without glibc, with ``PVM_MBRL_HOST_MALLOC=system``
-    or once a JAX backend is running.
+    or once a JAX backend is running; any other value of that variable than ``reuse`` or
+    ``system`` raises ``ValueError``.
     """
-    if not sys.platform.startswith("linux") or os.environ.get(ENV, "reuse") == "system":
+    mode = os.environ.get(ENV, "reuse")
+    if mode not in ("reuse", "system"):
+        raise ValueError(f"{ENV} must be 'reuse' (the default) or 'system', got {mode!r}")
+    if mode == "system" or not sys.platform.startswith("linux"):
         return False
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt

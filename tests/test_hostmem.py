@@ -46,7 +46,7 @@ def test_repeated_calls_reuse_host_buffers():
     assert reuse["grew"] < 64 * 2**20, reuse
 
 
-def test_reuse_is_refused_once_jax_runs_or_when_opted_out(monkeypatch):
+def test_reuse_is_refused_once_jax_runs_or_opted_out_and_checks_the_variable(monkeypatch):
     import jax.numpy as jnp
 
     from pvm_mbrl import hostmem
@@ -55,3 +55,6 @@ def test_reuse_is_refused_once_jax_runs_or_when_opted_out(monkeypatch):
     assert hostmem.reuse_host_memory() is False
     monkeypatch.setenv(hostmem.ENV, "system")
     assert hostmem.reuse_host_memory() is False
+    monkeypatch.setenv(hostmem.ENV, "off")
+    with pytest.raises(ValueError, match=r"'reuse' .* or 'system'"):
+        hostmem.reuse_host_memory()
