@@ -2,7 +2,7 @@
 
 Budget: a small agent (deter 128, hidden 32, stoch 8 x 8, units 64), lr 3e-4, train ratio 64,
 16 envs, batch 16 x 16: 14 chunks of 25 vectorised steps (5,600 env steps after a 800-step
-random prefill) and 1,400 updates, 2.6-3.7 min on 2 CPU cores (``make test-learning``; CI runs it
+random prefill) and 1,400 updates, 2.1-3.7 min on 2 CPU cores (``make test-learning``; CI runs it
 after ``make test``, which leaves it out to stay under 15 minutes). Criterion, on 64 evaluation
 episodes of the actor's mode: mean return at least 1.5x the random policy's on the same
 episodes and a success rate (target reached at any step) at least 0.1 above the random one
