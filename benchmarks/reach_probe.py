@@ -78,9 +78,8 @@ def probe_fn(agent: Dreamer, episodes: int, obs: str = "state", camera="front", 
     env = make_env(obs, episodes, camera, image, state=True)
     twin = make_env("state", episodes)
 
-    def plan_rewards(agent_state, post, sim, unit, key):
+    def plan_rewards(nets, post, sim, unit, key):
         """Imagined and true reward after PLAN_STEPS steps of each plan: [plans] each."""
-        nets = agent.nets(agent_state.params)
         imag, true = [], []
         for _, sign in PLANS:
             act = jnp.concatenate([sign * unit, jnp.zeros_like(unit[:, :1])], -1)
@@ -105,7 +104,7 @@ def probe_fn(agent: Dreamer, episodes: int, obs: str = "state", camera="front", 
             post = {"deter": carry["deter"], "stoch": carry["stoch"]}
             nets = agent.nets(agent_state.params)
             r_pred = nets.reward(nets.rssm.features(post)).mean()
-            imag, true = plan_rewards(agent_state, post, sim, unit, k)
+            imag, true = plan_rewards(nets, post, sim, unit, k)
             drift = jnp.abs(sim.obs["state"] - s.obs["state"]).max()
             out = dict(
                 act=act[:, :3],
@@ -150,22 +149,15 @@ def probe_fn(agent: Dreamer, episodes: int, obs: str = "state", camera="front", 
 
 
 def reconstructions(agent: Dreamer, agent_state, replay, key, n: int = 8) -> np.ndarray:
-    """uint8 grid: the last frame of ``n`` replayed 16-step sequences (top) and the world
-    model's reconstruction of it from the posterior (bottom)."""
+    """uint8 grid: the 16th frame of ``n`` replayed sequences (top) and the world model's
+    reconstruction of it from the posterior after those 16 steps (bottom)."""
 
     @jax.jit
     def run(agent_state, replay, key):
-        k_sample, k_obs = jax.random.split(key)
-        batch = replay_lib.sample(replay, k_sample, n, 16)
-        nets = agent.nets(agent_state.params)
-        action = batch["action"]
-        prev = jnp.concatenate([jnp.zeros_like(action[:, :1]), action[:, :-1]], 1)
-        embed = nets.embed({k: batch[k] for k in agent.obs_keys})
-        is_first = batch["is_first"].astype(bool)
-        _, post, _ = nets.rssm.observe(nets.rssm.initial(n), prev, embed, is_first, k_obs)
-        pred = nets.image_decoder(post["deter"][:, -1], post["stoch"][:, -1])
-        pred = jnp.round(jnp.clip(pred, 0.0, 1.0) * 255).astype(jnp.uint8)
-        return jnp.stack([batch["pixels"][:, -1], pred])
+        k_sample, k_model = jax.random.split(key)
+        batch = replay_lib.sample(replay, k_sample, n, 17)
+        truth, model = agent.open_loop(agent_state, batch, k_model, context=16)
+        return jnp.stack([truth[:, 15], model[:, 15]])
 
     return media.grid(np.asarray(run(agent_state, replay, key)))
 

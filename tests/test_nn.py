@@ -105,6 +105,8 @@ def test_twohot_symlog_mean_and_log_prob(rng):
     np.testing.assert_allclose(peaked.mean(), target, rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="bins"):
         TwoHotSymlog.from_logits(jnp.zeros((2, 7)), symexp_bins(5))
+    with pytest.raises(ValueError, match="mirror"):
+        TwoHotSymlog.from_logits(jnp.zeros((2, 5)), symexp_bins(5) + 1.0)
 
 
 @pytest.mark.parametrize("batch", [1, 4, 64])

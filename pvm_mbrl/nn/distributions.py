@@ -197,6 +197,10 @@ class TwoHotSymlog:
             raise ValueError(
                 f"logits' last axis ({logits.shape[-1]}) must match the bins {bins.shape}"
             )
+        if not isinstance(bins, jax.core.Tracer) and not np.array_equal(
+            np.asarray(bins)[::-1], -np.asarray(bins)
+        ):
+            raise ValueError("bins must mirror around 0 (bins[K-1-i] == -bins[i]), as mean() needs")
         return cls(logits=logits, bins=bins)
 
     @property
