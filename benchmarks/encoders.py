@@ -235,7 +235,7 @@ def run_world_model(args) -> tuple[list[str], list[str]]:
     partial = f"partial({args.partial_k})"
     modes = {"frozen": "frozen", "partial": partial, "full": "full"}
     variants = []
-    for v in args.variants:
+    for v in sorted(set(args.variants), key=VARIANTS.index):  # the CNN first, for 'vs CNN'
         ft, _, how = v.partition("-")
         label = "CNN" if v == "cnn" else f"{modes[ft]} {how}"
         opts = {} if v == "cnn" else {**options, "finetune": modes[ft]}
