@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 import datetime
 import os
 import pathlib
@@ -12,6 +14,7 @@ import time
 import jax
 
 from pvm_mbrl import hostmem
+from pvm_mbrl.dreamer.config import DreamerConfig
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "RESULTS.md"
 
@@ -61,3 +64,18 @@ def append_results(heading: str, notes: list[str], rows: list[str]) -> None:
         text = text[:end].rstrip("\n") + "\n" + "\n".join(block) + text[end:]
     RESULTS.write_text(text)
     print(f"appended to {RESULTS}")
+
+
+def overrides(items: list[str]) -> dict:
+    """``["deter=256", "mults=(1,2)"]`` -> DreamerConfig keyword overrides (Python literals)."""
+    fields = {f.name for f in dataclasses.fields(DreamerConfig)}
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or name not in fields:
+            raise SystemExit(f"--set expects FIELD=VALUE with a DreamerConfig field, got {item!r}")
+        try:
+            out[name] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[name] = value
+    return out

@@ -16,8 +16,6 @@ benchmarks/RESULTS.md and saves a plot to benchmarks/learning_curve.png.
 from __future__ import annotations
 
 import argparse
-import ast
-import dataclasses
 import pathlib
 import sys
 import textwrap
@@ -34,7 +32,7 @@ from pvm_mbrl.dreamer.optim import OptimizerConfig
 from pvm_mbrl.train import TrainConfig, Trainer
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from common import append_results
+from common import append_results, overrides
 
 HEADING = "## Learning curve (benchmarks/learning.py)"
 PLOT = pathlib.Path(__file__).resolve().parent / "learning_curve.png"
@@ -75,21 +73,6 @@ def random_baseline(task, episodes, episode_length, seed=0) -> tuple[float, floa
 
     ret, once = jax.device_get(run(jax.random.PRNGKey(seed)))
     return float(ret), float(once)
-
-
-def overrides(items: list[str]) -> dict:
-    """``["deter=256", "mults=(1,2)"]`` -> DreamerConfig keyword overrides (Python literals)."""
-    fields = {f.name for f in dataclasses.fields(DreamerConfig)}
-    out = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or name not in fields:
-            raise SystemExit(f"--set expects FIELD=VALUE with a DreamerConfig field, got {item!r}")
-        try:
-            out[name] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            out[name] = value
-    return out
 
 
 def final_stats(curve) -> tuple[float, float, int]:

@@ -31,6 +31,8 @@ toward > still > away as the true ones do.
 from __future__ import annotations
 
 import argparse
+import pathlib
+import sys
 import time
 
 import imageio.v3 as iio
@@ -44,6 +46,9 @@ from pvm_mbrl.dreamer.agent import Dreamer
 from pvm_mbrl.dreamer.config import DreamerConfig
 from pvm_mbrl.dreamer.optim import OptimizerConfig
 from pvm_mbrl.train import TrainConfig, Trainer
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from common import overrides
 
 SMALL = dict(
     deter=128, hidden=32, stoch=8, classes=8, blocks=4, depth=2, mults=(1, 2), bspace=4, units=64
@@ -176,10 +181,17 @@ def main(argv=None):
     ap.add_argument(
         "--recon", default=None, metavar="PNG", help="pixel modes: save reconstructions at the end"
     )
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="DreamerConfig override of the small agent, e.g. --set depth=16 (repeatable)",
+    )
     a = ap.parse_args(argv)
     if a.recon and a.obs == "state":
         ap.error("--recon needs a pixel --obs")
-    size = SMALL | (PIXEL_CNN if a.obs != "state" else {})
+    size = SMALL | (PIXEL_CNN if a.obs != "state" else {}) | overrides(a.set)
     config = DreamerConfig(
         **size, obs_keys=OBS[a.obs], optimizer=OptimizerConfig(lr=a.lr, warmup=0)
     )
