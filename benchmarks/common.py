@@ -31,7 +31,8 @@ def best_time(fn, repeats: int) -> float:
 
 
 def machine() -> str:
-    """CPU model, core count, JAX device, host-memory reuse and the current load."""
+    """CPU model, core count, JAX device (with its kind on an accelerator), host-memory reuse and
+    the current load."""
     cpu = platform.processor() or "unknown CPU"
     try:
         for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
@@ -41,8 +42,10 @@ def machine() -> str:
     except OSError:
         pass
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    dev = jax.devices()[0]
+    kind = "" if dev.platform == "cpu" else f" ({dev.device_kind}, jax {jax.__version__})"
     return (
-        f"{cpu}, {os.cpu_count()} cores, jax device {jax.devices()[0]}, host buffers "
+        f"{cpu}, {os.cpu_count()} cores, jax device {dev}{kind}, host buffers "
         f"{'reused (pvm_mbrl.hostmem)' if hostmem.active() else 'system malloc'}, "
         f"1-min load average at the end {load:.1f} (other jobs share the machine when > 1)"
     )
