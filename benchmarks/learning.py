@@ -9,7 +9,15 @@ the random policy ignores pixels). Appends the summary (final success and return
 the episodes of the last fifth of the chunks, wall time, random baseline) and the curve to
 benchmarks/RESULTS.md and saves a plot to benchmarks/learning_curve.png.
 
+At the end the trained agent's eval policy (the actor's mode) and the random policy play the
+same ``--eval-episodes`` fresh episodes; ``--gif`` writes one of them side by side (learned |
+random), ``--save`` keeps the train state (without replay) every ``--save-every`` minutes and
+at the end, and ``--from`` evaluates a saved run again without training.
+
     python benchmarks/learning.py --minutes 30 --size size1m --lr 1e-4 --train-ratio 32
+    python benchmarks/learning.py --size small --lr 3e-4 --warmup 0 --train-ratio 64 \
+        --batch 16 --length 16 --chunk-steps 25 --no-fused --minutes 110 \
+        --save runs/reach_pixels --gif docs/reach_learned.gif   # Reach from pixels, 2 CPU cores
     python benchmarks/learning.py --quick            # tiny smoke test, writes nothing
 """
 
@@ -25,14 +33,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pvm_mbrl import envs
+from pvm_mbrl import checkpoint, envs, media
 from pvm_mbrl.dreamer.agent import Dreamer
 from pvm_mbrl.dreamer.config import DreamerConfig
 from pvm_mbrl.dreamer.optim import OptimizerConfig
 from pvm_mbrl.train import TrainConfig, Trainer
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from common import append_results, overrides
+from common import PIXEL_CNN, SMALL, append_results, overrides
 
 HEADING = "## Learning curve (benchmarks/learning.py)"
 PLOT = pathlib.Path(__file__).resolve().parent / "learning_curve.png"
@@ -73,6 +81,51 @@ def random_baseline(task, episodes, episode_length, seed=0) -> tuple[float, floa
 
     ret, once = jax.device_get(run(jax.random.PRNGKey(seed)))
     return float(ret), float(once)
+
+
+def play_fn(env, agent: Dreamer):
+    """Jitted ``(agent_state, key, random) -> dict``: one episode in each of ``env``'s envs
+    (batched, no auto-reset) with the agent's eval policy, or uniform random actions when
+    ``random``; the same ``key`` gives the same targets. Returns per-env ``return`` and
+    ``success_once`` and the frames of env 0 (``[T + 1, H, W, 3]``) when the env renders."""
+    def run(agent_state, key, random):
+        def body(c, k):
+            s, carry, first, ret, once, alive = c
+            seen = {name: s.obs[name] for name in agent.obs_keys}
+            act, carry = agent.policy(
+                agent_state, carry, {**seen, "is_first": first}, k, mode="eval"
+            )
+            if random:
+                act = jax.random.uniform(k, shape, minval=-1.0, maxval=1.0)
+            s = env.step(s, act)
+            ret = ret + jnp.where(alive, s.reward, 0.0)
+            once = jnp.maximum(once, jnp.where(alive, s.metrics["success"], 0.0))
+            alive = alive & ~s.done.astype(bool)
+            frame = s.obs["pixels"][0] if "pixels" in s.obs else None
+            return (s, carry, jnp.zeros_like(first), ret, once, alive), frame
+
+        k_reset, k_steps = jax.random.split(key)
+        s0 = env.reset(k_reset)
+        b = s0.reward.shape[0]
+        shape = (b, *env.action_space.shape)
+        zeros = jnp.zeros(b, jnp.float32)
+        init = (s0, agent.initial_carry(b), jnp.ones(b, bool), zeros, zeros, jnp.ones(b, bool))
+        keys = jax.random.split(k_steps, env.episode_length)
+        (_, _, _, ret, once, _), frames = jax.lax.scan(body, init, keys)
+        out = dict(ret=ret, success_once=once)
+        if frames is not None:
+            out["frames"] = jnp.concatenate([s0.obs["pixels"][:1], frames])
+        return out
+
+    return jax.jit(run, static_argnums=2)
+
+
+def write_gif(learned: np.ndarray, rand: np.ndarray, path, scale: int = 4) -> None:
+    """Episode frames ``[T, H, W, 3]`` of the learned and the random policy side by side."""
+    both = np.stack([learned, rand], 1)[:, None]  # [T, 1, 2, H, W, 3]
+    frames = np.stack([media.grid(f, pad=2) for f in both])
+    frames = frames.repeat(scale, 1).repeat(scale, 2)
+    print(f"saved {media.save_gif(frames, path, fps=10)} (left: learned, right: random)")
 
 
 def final_stats(curve) -> tuple[float, float, int]:
@@ -122,7 +175,12 @@ def main(argv=None):
         help="what the agent sees; 'state' (no rendering) checks the agent without vision",
     )
     ap.add_argument("--episode-length", type=int, default=None, help="default: the task's")
-    ap.add_argument("--size", default="size1m", help="size preset, or 'tiny'")
+    ap.add_argument(
+        "--size",
+        default="size1m",
+        help="size preset, 'tiny', or 'small' (the Reach probes' agent, about 93 updates/min "
+        "at batch 16 x 16 on 2 CPU cores)",
+    )
     ap.add_argument(
         "--set",
         action="append",
@@ -149,6 +207,22 @@ def main(argv=None):
     ap.add_argument("--minutes", type=float, default=30.0)
     ap.add_argument("--env-steps", type=int, default=None, help="stop after this many env steps")
     ap.add_argument("--random-episodes", type=int, default=64)
+    ap.add_argument(
+        "--eval-episodes",
+        type=int,
+        default=64,
+        help="episodes of the final eval policy and of the random policy on the same targets",
+    )
+    ap.add_argument("--gif", default=None, help="GIF of one final episode: learned | random")
+    ap.add_argument("--save", default=None, metavar="DIR", help="checkpoint directory")
+    ap.add_argument("--save-every", type=float, default=10.0, help="minutes between saves")
+    ap.add_argument(
+        "--from",
+        dest="from_",
+        default=None,
+        metavar="DIR",
+        help="evaluate the newest checkpoint in DIR (same flags as its run) without training",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--plot", default=None, help=f"PNG path (default {PLOT.name} here)")
     ap.add_argument("--no-plot", action="store_true")
@@ -158,7 +232,7 @@ def main(argv=None):
     a.write = not a.quick if a.write is None else a.write
     if a.quick:
         a.size, a.image, a.num_envs, a.batch, a.length = "tiny", 16, 2, 2, 8
-        a.chunk_steps, a.prefill, a.random_episodes = 4, 8, 4
+        a.chunk_steps, a.prefill, a.random_episodes, a.eval_episodes = 4, 8, 4, 2
         a.env_steps, a.episode_length = a.env_steps or 32, a.episode_length or 6
         a.no_plot = a.no_plot or a.plot is None
     plot_path = a.plot or PLOT
@@ -166,7 +240,11 @@ def main(argv=None):
     opt = OptimizerConfig(lr=a.lr, warmup=a.warmup)
     kw = dict(compute_dtype=a.dtype, obs_keys=OBS[a.obs], optimizer=opt)
     kw |= overrides(a.set)
-    config = DreamerConfig(**TINY | kw) if a.size == "tiny" else DreamerConfig.preset(a.size, **kw)
+    if a.size in ("tiny", "small"):
+        size = TINY if a.size == "tiny" else SMALL | (PIXEL_CNN if a.obs != "state" else {})
+        config = DreamerConfig(**size | kw)
+    else:
+        config = DreamerConfig.preset(a.size, **kw)
     mode = dict(obs_mode="state", render=False) if a.obs == "state" else {}
     env = envs.make(
         a.task,
@@ -198,11 +276,17 @@ def main(argv=None):
     )
     print(desc)
 
+    if a.from_:
+        template = jax.eval_shape(agent.init, jax.random.PRNGKey(a.seed))
+        agent_state = checkpoint.restore_agent(a.from_, template)
+        final_eval(a, agent, agent_state)
+        return
+    saver = checkpoint.Checkpointer(a.save, max_to_keep=2, save_replay=False) if a.save else None
     t0 = time.perf_counter()
     state = trainer.prefill(trainer.init(jax.random.PRNGKey(a.seed)))
     header = "| env steps | updates | wall (min) | episodes | return | success_once |"
     print(header, flush=True)
-    curve = []
+    curve, saved_at = [], 0.0
     while True:
         state, m = trainer.train_chunk(state)
         m = jax.device_get(m)
@@ -215,10 +299,17 @@ def main(argv=None):
         )
         curve.append(row)
         print(fmt(row), flush=True)
-        if row["wall"] >= a.minutes or (a.env_steps and row["env_steps"] >= a.env_steps):
+        done = row["wall"] >= a.minutes or (a.env_steps and row["env_steps"] >= a.env_steps)
+        if saver and (done or row["wall"] - saved_at >= a.save_every):
+            saver.save(row["updates"], state, dict(vars(a), description=desc, curve=curve))
+            saved_at = row["wall"]
+        if done:
             break
+    if saver:
+        saver.close()
     if not np.isfinite(float(m["loss/total"])):
         print("warning: the loss is not finite")
+    evaluated = final_eval(a, agent, state.agent)
 
     rand_ret, rand_succ = random_baseline(a.task, a.random_episodes, env.episode_length, a.seed + 1)
     ret, succ, n = final_stats(curve)
@@ -233,6 +324,15 @@ def main(argv=None):
     )
     print(f"\n{summary_h}\n{summary}")
     print(f"(final: {n} episodes of the last fifth of the chunks; random: {a.random_episodes})")
+    eval_h = (
+        "| eval episodes | eval-policy return | eval-policy success_once | random return "
+        "| random success_once |"
+    )
+    eval_row = (
+        f"| {a.eval_episodes} | {evaluated['learned'][0]:.2f} | {evaluated['learned'][1]:.2f} "
+        f"| {evaluated['random'][0]:.2f} | {evaluated['random'][1]:.2f} |"
+    )
+    print(f"\n{eval_h}\n{eval_row}")
 
     if not a.no_plot:
         plot(curve, rand_ret, rand_succ, plot_path, desc)
@@ -246,8 +346,43 @@ def main(argv=None):
         f"the chunks; random: uniform random actions, {a.random_episodes} episodes; env steps "
         "include the prefill; wall time counted from before the first compile",
     ]
-    rows = [summary_h, "|" + "---|" * 7, summary, "", header, "|" + "---|" * 6]
+    notes.append(
+        "eval: the final agent's eval policy (the actor's mode) and uniform random actions on "
+        f"the same {a.eval_episodes} fresh episodes"
+    )
+    rows = [summary_h, "|" + "---|" * 7, summary, "", eval_h, "|" + "---|" * 5, eval_row, ""]
+    rows += [header, "|" + "---|" * 6]
     append_results(HEADING, notes, rows + [fmt(r) for r in shown])
+
+
+def final_eval(a, agent: Dreamer, agent_state) -> dict[str, tuple[float, float]]:
+    """Return and success_once of the eval policy and of random actions on the same
+    ``a.eval_episodes`` fresh episodes (printed); writes ``a.gif`` from the first of them."""
+    mode = dict(obs_mode="state", render=False) if a.obs == "state" else {}
+    env = envs.make(
+        a.task,
+        **mode,
+        image_size=a.image,
+        camera=a.camera,
+        episode_length=a.episode_length,
+        num_envs=a.eval_episodes,
+        auto_reset=False,
+    )
+    play = play_fn(env, agent)
+    key = jax.random.PRNGKey(a.seed + 2)
+    out = {}
+    for name, rand in (("learned", False), ("random", True)):
+        o = jax.device_get(play(agent_state, key, rand))
+        out[name] = (float(o["ret"].mean()), float(o["success_once"].mean()))
+        out[name + "_frames"] = o.get("frames")
+        print(
+            f"{name} policy on {a.eval_episodes} episodes: return {out[name][0]:.2f}, "
+            f"success_once {out[name][1]:.2f}",
+            flush=True,
+        )
+    if a.gif and out["learned_frames"] is not None:
+        write_gif(out["learned_frames"], out["random_frames"], a.gif)
+    return out
 
 
 def fmt(r) -> str:

@@ -49,13 +49,8 @@ from pvm_mbrl.dreamer.optim import OptimizerConfig
 from pvm_mbrl.train import TrainConfig, Trainer
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from common import overrides
+from common import PIXEL_CNN, SMALL, overrides
 
-SMALL = dict(
-    deter=128, hidden=32, stoch=8, classes=8, blocks=4, depth=2, mults=(1, 2), bspace=4, units=64
-)
-# The CNN for the pixel modes (SMALL's depth and mults only matter there).
-PIXEL_CNN = dict(depth=8, mults=(1, 2, 3, 4))
 OBS = {"state": ("state",), "pixels": ("pixels",), "pixels+proprio": ("pixels", "proprio")}
 # Reach's state vector: proprio (tcp 3, velocity 3, fingers 2), target (3), target - tcp (3).
 TO_TARGET = slice(11, 14)

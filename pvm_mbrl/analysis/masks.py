@@ -1,13 +1,14 @@
 """Ground-truth object masks of the manipulation tasks from the renderer's segmentation.
 
 The ray caster (:mod:`pvm_mbrl.envs.render`) returns, next to the image, the MuJoCo geom id seen
-by every pixel (-1 for sky). :func:`render_output` renders an env state with exactly the call
-``ManipulationEnv.render_pixels`` makes (same camera, scene parameters ``info["scene"]`` and,
-for a shifted env, the shift in ``info["shift"]``: camera offsets and distractors move the
-segmentation too), so its ``rgb`` is the observation. :func:`object_masks` marks the pixels of
-the task object: the episode's object ``info["object"]`` where the task has one (``PickCube``,
-``PickObject``, whose unused bodies are parked out of view), else every object of the task
-(``Push``'s cube). Goal markers, the gripper and distractors are not part of the object.
+by every pixel (-1 for sky). :func:`render_output` renders an env state with
+``ManipulationEnv.render_output``, the call behind its observation (same camera, scene
+parameters ``info["scene"]`` and, for a shifted env, the shift in ``info["shift"]``: camera
+offsets and distractors move the segmentation too), so its ``rgb`` is the observation.
+:func:`object_masks` marks the pixels of the task object: the episode's object
+``info["object"]`` where the task has one (``PickCube``, ``PickObject``, whose unused bodies are
+parked out of view), else every object of the task (``Push``'s cube). Goal markers, the
+gripper and distractors are not part of the object.
 
 Both are pure JAX over ``state.data`` / ``state.info`` and accept a single state or a batch
 (any leading dims, e.g. from ``BatchEnv``); they jit and vmap.
@@ -61,27 +62,13 @@ def _lead(state: core.State) -> int:
     return jnp.ndim(state.data.qpos) - 1
 
 
-def _render_one(task: ManipulationEnv, data, info) -> render_lib.RenderOutput:
-    # The same call as ManipulationEnv.render_pixels, keeping depth and segmentation.
-    from pvm_mbrl import shifts
-
-    i = task._camera_id
-    args = (data.geom_xpos, data.geom_xmat, data.cam_xpos[i], data.cam_xmat[i].reshape(3, 3))
-    size = dict(height=task.image_size, width=task.image_size, shadows=task.render_shadows)
-    if task.shift is None:
-        return render_lib.render(task._geometry, info["scene"], *args, **size)
-    return shifts.render_shifted(
-        task._geometry, task._roles, task.shift.spec, info["shift"], info["scene"], *args, **size
-    )
-
-
 def render_output(env, states: core.State) -> render_lib.RenderOutput:
     """The env camera's ``RenderOutput`` (rgb, depth, segmentation) of ``states`` (one state
     or a batch with leading dims); ``rgb`` equals ``env.render_pixels``'s observation."""
     task = _task(env)
     if "scene" not in states.info:
         raise ValueError("states.info has no 'scene' entry: pass states from the env's reset/step")
-    return _batched(lambda s: _render_one(task, s.data, s.info), _lead(states))(states)
+    return _batched(lambda s: task.render_output(s.data, s.info), _lead(states))(states)
 
 
 def object_masks(

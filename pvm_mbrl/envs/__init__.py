@@ -5,13 +5,15 @@
     state = env.reset(jax.random.PRNGKey(0))
     state = env.step(state, actions)                     # actions [16, 4] in [-1, 1]
 
-``envs.render`` (the ray caster) is imported on first use.
+``envs.render`` (the ray caster) is imported on first use. ``envs.visibility`` counts the
+pixels each named body covers in a task's camera (``envs.visible``).
 """
 
 import importlib
 
 from pvm_mbrl.envs.core import Env, Space, State, checked_step, validate_action
 from pvm_mbrl.envs.registry import make, register, registered
+from pvm_mbrl.envs.visible import Visible, visibility
 from pvm_mbrl.envs.wrappers import (
     ActionRepeat,
     AutoReset,
@@ -31,6 +33,7 @@ __all__ = [
     "Space",
     "State",
     "TimeLimit",
+    "Visible",
     "Wrapper",
     "checked_step",
     "make",
@@ -38,6 +41,7 @@ __all__ = [
     "registered",
     "rollout",
     "validate_action",
+    "visibility",
 ]
 
 

@@ -40,7 +40,7 @@ OBS_MODES = ("pixels", "state", "pixels+state")
 CAMERAS = ("wrist", "front")
 PROPRIO_SIZE = 8
 LENGTH_UNIT = 0.1  # metres per unit of length in the proprio and state observations
-START = (0.0, 0.0, 0.2)  # gripper frame position at reset (before noise)
+START = (0.0, 0.0, 0.2)  # default gripper frame position at reset (before noise)
 
 
 def to_obs_units(x: jax.Array) -> jax.Array:
@@ -67,6 +67,7 @@ class ManipulationEnv(core.Env):
 
     task_state_size = 0
     default_episode_length = 80
+    start = START  # gripper frame position at reset, before +-3 cm of x/y noise
 
     def __init__(
         self,
@@ -236,7 +237,7 @@ class ManipulationEnv(core.Env):
 
     def reset(self, key: jax.Array) -> core.State:
         k_arm, k_task, k_scene = jax.random.split(key, 3)
-        arm = jnp.asarray(START) + jnp.concatenate(
+        arm = jnp.asarray(self.start) + jnp.concatenate(
             [jax.random.uniform(k_arm, (2,), minval=-0.03, maxval=0.03), jnp.zeros(1)]
         )
         open_ = jnp.full((2,), scene.FINGER_OPEN * 0.9)
@@ -306,6 +307,11 @@ class ManipulationEnv(core.Env):
     def render_pixels(self, data, info) -> jax.Array:
         """uint8 [H, W, 3] image from this env's camera with the scene params ``info["scene"]``
         and, when the env has a shift, the shift state ``info["shift"]``."""
+        return self.render_output(data, info).rgb
+
+    def render_output(self, data, info):
+        """The ``envs.render.RenderOutput`` (rgb, depth, segmentation) behind
+        :meth:`render_pixels`: the same camera, scene parameters and shift."""
         from pvm_mbrl import shifts
         from pvm_mbrl.envs import render as render_lib
 
@@ -318,8 +324,8 @@ class ManipulationEnv(core.Env):
         )
         size = dict(height=self.image_size, width=self.image_size, shadows=self.render_shadows)
         if self.shift is None:
-            return render_lib.render(self._geometry, info["scene"], *args, **size).rgb
-        out = shifts.render_shifted(
+            return render_lib.render(self._geometry, info["scene"], *args, **size)
+        return shifts.render_shifted(
             self._geometry,
             self._roles,
             self.shift.spec,
@@ -328,7 +334,6 @@ class ManipulationEnv(core.Env):
             *args,
             **size,
         )
-        return out.rgb
 
 
 def _f32(tree):

@@ -31,18 +31,24 @@ import numpy as np
 
 TABLE_HEIGHT = 0.4
 TABLE_HALF = (0.45, 0.45)
-WORKSPACE = 0.25  # gripper x/y range is [-WORKSPACE, WORKSPACE]
+WORKSPACE = 0.2  # gripper x/y range is [-WORKSPACE, WORKSPACE]
 TCP_OFFSET = 0.06  # tcp site below the gripper frame
 FINGER_HALF = (0.012, 0.005, 0.025)  # box half-extents: along x, thickness (y), height
 FINGER_Z = -0.05  # finger centre below the gripper frame
 FINGER_OPEN = 0.045  # max travel of each finger from the centre line
 Z_MIN = -FINGER_Z + FINGER_HALF[2] + 0.002  # lowest gripper frame height (fingers clear the table)
-Z_MAX = 0.35
+Z_MAX = 0.3
 NUM_DISTRACTORS = 4
 DISTRACTOR_SIZE = 0.03
 TIMESTEP = 0.005
-FRONT_CAMERA_POS = (0.0, -0.42, 0.3)
-FRONT_CAMERA_TARGET = (0.0, 0.0, 0.03)
+# The front camera looks down at 55 degrees from 1.6 m with a narrow field of view: the
+# gripper's whole reachable box (palm and fingers to the top of the wrist, anywhere in the
+# workspace) stays in the frame, which it fills, and nothing outside the table is seen.
+FRONT_CAMERA_TARGET = (0.0, 0.05, 0.1)
+FRONT_CAMERA_POS = (0.0, 0.05 - 1.6 * 0.573576, 0.1 + 1.6 * 0.819152)
+FRONT_CAMERA_FOVY = 24.0
+MARKER_RADIUS = 0.035  # opaque goal / target spheres: about 37 px at 64 px in the front view
+MARKER_RGB = (0.1, 0.85, 0.2)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,8 +131,8 @@ def build_xml(
     marker_xml = "".join(
         f"""
     <body name="{m}" mocap="true" pos="0 0 -1">
-      <geom name="{m}_geom" type="sphere" size="0.018" rgba="0.1 0.85 0.2 0.6" group="1"
-            contype="0" conaffinity="0"/>
+      <geom name="{m}_geom" type="sphere" size="{MARKER_RADIUS}" rgba="{_fmt(MARKER_RGB)} 1"
+            group="1" contype="0" conaffinity="0"/>
     </body>"""
         for m in markers
     )
@@ -163,7 +169,7 @@ def build_xml(
     <geom name="table_plane" type="plane" size="0 0 0.05" group="3" contype="0"
           conaffinity="1" condim="3" friction="0.6 0.01 0.002"/>
     <camera name="front" pos="{_fmt(FRONT_CAMERA_POS)}"
-            xyaxes="{_xyaxes(FRONT_CAMERA_POS, FRONT_CAMERA_TARGET)}" fovy="55"/>
+            xyaxes="{_xyaxes(FRONT_CAMERA_POS, FRONT_CAMERA_TARGET)}" fovy="{FRONT_CAMERA_FOVY}"/>
     <body name="gripper" pos="0 0 0" gravcomp="1">
       <joint name="arm_x" type="slide" axis="1 0 0" range="{-WORKSPACE} {WORKSPACE}"
              armature="0.05"/>
@@ -172,7 +178,7 @@ def build_xml(
       <joint name="arm_z" type="slide" axis="0 0 1" range="{Z_MIN} {Z_MAX}" armature="0.05"/>
       <geom name="palm" type="box" size="0.02 0.055 0.012" pos="0 0 -0.012" mass="0.4"
             rgba="0.25 0.25 0.3 1" group="0" contype="0" conaffinity="0"/>
-      <geom name="wrist" type="cylinder" size="0.018 0.06" pos="0 0 0.06" mass="0.1"
+      <geom name="wrist" type="cylinder" size="0.018 0.025" pos="0 0 0.025" mass="0.1"
             rgba="0.7 0.7 0.72 1" group="0" contype="0" conaffinity="0"/>
       <site name="tcp" pos="0 0 {-TCP_OFFSET}" size="0.005"/>
       <camera name="wrist" pos="0.09 0 0.05" xyaxes="0 -1 0 1 0 -0.6" fovy="70"/>
