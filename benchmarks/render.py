@@ -20,9 +20,9 @@ import jax
 import jax.numpy as jnp
 import mujoco
 import numpy as np
-from mujoco import mjx
 
 from pvm_mbrl.envs import render
+from pvm_mbrl.envs.mjx import mjx
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from common import append_results, best_time

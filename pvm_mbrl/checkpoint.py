@@ -9,6 +9,8 @@ Saves are asynchronous: training continues while the arrays are written.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import pathlib
 from typing import Any
 
@@ -97,11 +99,12 @@ class Checkpointer:
 def restore_agent(directory: str | pathlib.Path, template, step: int | None = None):
     """Only the agent part of a saved train state, shaped like ``template`` (an ``AgentState``
     or its ``jax.eval_shape``), read without building envs or replay."""
-    manager = ocp.CheckpointManager(
-        pathlib.Path(directory).absolute(),
-        options=ocp.CheckpointManagerOptions(read_only=True),
-        item_names=(STATE, CONFIG),
-    )
+    with _quiet_read_only():
+        manager = ocp.CheckpointManager(
+            pathlib.Path(directory).absolute(),
+            options=ocp.CheckpointManagerOptions(read_only=True),
+            item_names=(STATE, CONFIG),
+        )
     step = manager.latest_step() if step is None else step
     if step is None:
         raise FileNotFoundError(f"no checkpoint in {directory}")
@@ -119,8 +122,27 @@ def restore_agent(directory: str | pathlib.Path, template, step: int | None = No
             **{STATE: ocp.args.PyTreeRestore(item, restore_args, partial_restore=True)}
         ),
     )
-    manager.close()
+    with _quiet_read_only():
+        manager.close()
     return tree[STATE]["agent"]
+
+
+class _ReadOnlyNotes(logging.Filter):
+    """Drops orbax's warnings that a manager opened with ``read_only=True`` is read only (and
+    so skips saves and deletes): :func:`restore_agent` asks for exactly that."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "read only" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_read_only():
+    logger, note = logging.getLogger("absl"), _ReadOnlyNotes()
+    logger.addFilter(note)
+    try:
+        yield
+    finally:
+        logger.removeFilter(note)
 
 
 def _drop_empty(tree):

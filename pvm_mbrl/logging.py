@@ -54,6 +54,7 @@ class Logger:
         self._sums: dict[str, float] = {}
         self._counts: dict[str, float] = {}
         self._open_loop_fn = None
+        self._recent: dict[str, float] = {}  # last return / success shown on the progress line
 
     # -- scalars --------------------------------------------------------------------------
 
@@ -92,12 +93,17 @@ class Logger:
         eta = (self.total - step) / rate if rate > 0 else float("nan")
         frac = min(step / self.total, 1.0)
         bar = "#" * int(frac * 20)
-        ret = out.get("episode/return", float("nan"))
-        succ = out.get("episode/success_once", float("nan"))
+        # Return and success of the episodes that ended since the last line; until the first
+        # episode ends there is none ("-"), and a line without new episodes repeats the last.
+        for key in ("episode/return", "episode/success_once"):
+            if np.isfinite(out.get(key, np.nan)):
+                self._recent[key] = out[key]
+        ret = _fmt_value(self._recent.get("episode/return"), 7, 2)
+        succ = _fmt_value(self._recent.get("episode/success_once"), 4, 2)
         line = (
             f"[{bar:<20s}] {step:>9,d}/{self.total:,d} env steps | "
             f"{rate:7.1f} steps/s | {out.get('perf/updates_per_s', 0.0):5.2f} updates/s | "
-            f"return {ret:7.2f} | success {succ:4.2f} | {_fmt_time(elapsed)} elapsed, "
+            f"return {ret} | success {succ} | {_fmt_time(elapsed)} elapsed, "
             f"ETA {_fmt_time(eta)}"
         )
         print(line, file=sys.stdout, flush=True)
@@ -186,6 +192,11 @@ def last_episode(buffer, key: str = "pixels", env: int = 0) -> np.ndarray | None
         if starts.size:
             return data[key][order[starts[-1] : end + 1]]
     return None
+
+
+def _fmt_value(x: float | None, width: int, digits: int) -> str:
+    """``x`` right-aligned in ``width`` with ``digits`` decimals, or "-" when it has no value."""
+    return f"{x:{width}.{digits}f}" if x is not None else f"{'-':>{width}s}"
 
 
 def _fmt_time(seconds: float) -> str:

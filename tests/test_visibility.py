@@ -11,10 +11,10 @@ import jax.numpy as jnp
 import mujoco
 import numpy as np
 import pytest
-from mujoco import mjx
 
 from pvm_mbrl import envs
 from pvm_mbrl.envs.manipulation import scene
+from pvm_mbrl.envs.mjx import mjx
 
 
 @pytest.fixture(scope="module")

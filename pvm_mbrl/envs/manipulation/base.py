@@ -30,10 +30,10 @@ import jax
 import jax.numpy as jnp
 import mujoco
 import numpy as np
-from mujoco import mjx
 
 from pvm_mbrl.envs import core
 from pvm_mbrl.envs.manipulation import scene
+from pvm_mbrl.envs.mjx import mjx
 
 MAX_DELTA = 0.025
 OBS_MODES = ("pixels", "state", "pixels+state")

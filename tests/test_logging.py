@@ -1,0 +1,31 @@
+"""The progress line a user reads: no 'nan' before the first episode ends."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pvm_mbrl.logging import Logger
+
+
+def _chunk(episodes, ret, succ):
+    return {
+        "episode/count": np.float32(episodes),
+        "episode/return": np.float32(ret),
+        "episode/success_once": np.float32(succ),
+        "loss/total": np.float32(1.0),
+    }
+
+
+def test_progress_line_shows_dash_until_an_episode_ends_then_the_last_value(tmp_path, capsys):
+    log = Logger(tmp_path, total_steps=100)
+    log.accumulate(_chunk(0, 0.0, 0.0))  # no episode ended: the loop reports zeros
+    log.flush(10)
+    first = capsys.readouterr().out
+    assert "nan" not in first
+    assert "return       - | success    - |" in first
+    log.accumulate(_chunk(2, 12.5, 0.5))
+    log.flush(20)
+    assert "return   12.50 | success 0.50 |" in capsys.readouterr().out
+    log.accumulate(_chunk(0, 0.0, 0.0))
+    log.flush(30)
+    assert "return   12.50 | success 0.50 |" in capsys.readouterr().out
