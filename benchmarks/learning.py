@@ -88,6 +88,7 @@ def play_fn(env, agent: Dreamer):
     (batched, no auto-reset) with the agent's eval policy, or uniform random actions when
     ``random``; the same ``key`` gives the same targets. Returns per-env ``return`` and
     ``success_once`` and the frames of env 0 (``[T + 1, H, W, 3]``) when the env renders."""
+
     def run(agent_state, key, random):
         def body(c, k):
             s, carry, first, ret, once, alive = c
@@ -245,16 +246,7 @@ def main(argv=None):
         config = DreamerConfig(**size | kw)
     else:
         config = DreamerConfig.preset(a.size, **kw)
-    mode = dict(obs_mode="state", render=False) if a.obs == "state" else {}
-    env = envs.make(
-        a.task,
-        **mode,
-        image_size=a.image,
-        camera=a.camera,
-        episode_length=a.episode_length,
-        num_envs=a.num_envs,
-        auto_reset=False,
-    )
+    env = make_env(a, a.num_envs)
     agent = Dreamer(config, env.observation_space, env.action_space)
     tc = TrainConfig(
         num_envs=a.num_envs,
@@ -355,19 +347,24 @@ def main(argv=None):
     append_results(HEADING, notes, rows + [fmt(r) for r in shown])
 
 
-def final_eval(a, agent: Dreamer, agent_state) -> dict[str, tuple[float, float]]:
-    """Return and success_once of the eval policy and of random actions on the same
-    ``a.eval_episodes`` fresh episodes (printed); writes ``a.gif`` from the first of them."""
+def make_env(a, num_envs: int):
+    """The task as the flags ``a`` describe it, ``num_envs`` batched envs without auto-reset."""
     mode = dict(obs_mode="state", render=False) if a.obs == "state" else {}
-    env = envs.make(
+    return envs.make(
         a.task,
         **mode,
         image_size=a.image,
         camera=a.camera,
         episode_length=a.episode_length,
-        num_envs=a.eval_episodes,
+        num_envs=num_envs,
         auto_reset=False,
     )
+
+
+def final_eval(a, agent: Dreamer, agent_state) -> dict[str, tuple[float, float]]:
+    """Return and success_once of the eval policy and of random actions on the same
+    ``a.eval_episodes`` fresh episodes (printed); writes ``a.gif`` from the first of them."""
+    env = make_env(a, a.eval_episodes)
     play = play_fn(env, agent)
     key = jax.random.PRNGKey(a.seed + 2)
     out = {}

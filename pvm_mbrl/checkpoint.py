@@ -100,11 +100,15 @@ def restore_agent(directory: str | pathlib.Path, template, step: int | None = No
     """Only the agent part of a saved train state, shaped like ``template`` (an ``AgentState``
     or its ``jax.eval_shape``), read without building envs or replay."""
     with _quiet_read_only():
-        manager = ocp.CheckpointManager(
-            pathlib.Path(directory).absolute(),
-            options=ocp.CheckpointManagerOptions(read_only=True),
-            item_names=(STATE, CONFIG),
-        )
+        return _restore_agent(directory, template, step)
+
+
+def _restore_agent(directory, template, step):
+    manager = ocp.CheckpointManager(
+        pathlib.Path(directory).absolute(),
+        options=ocp.CheckpointManagerOptions(read_only=True),
+        item_names=(STATE, CONFIG),
+    )
     step = manager.latest_step() if step is None else step
     if step is None:
         raise FileNotFoundError(f"no checkpoint in {directory}")
@@ -122,8 +126,7 @@ def restore_agent(directory: str | pathlib.Path, template, step: int | None = No
             **{STATE: ocp.args.PyTreeRestore(item, restore_args, partial_restore=True)}
         ),
     )
-    with _quiet_read_only():
-        manager.close()
+    manager.close()
     return tree[STATE]["agent"]
 
 

@@ -60,3 +60,14 @@ def test_mjx_steps_a_falling_box():
     t = 10 * m.opt.timestep
     assert float(d.qpos[2]) < 0.5
     np.testing.assert_allclose(float(d.qpos[2]), 0.5 - 0.5 * 9.81 * t * t, atol=2e-3)
+
+
+def test_making_a_task_prints_nothing_to_stdout():
+    """A new user sees no import noise (mjx prints two 'Failed to import warp' lines when the
+    optional GPU-only warp package is missing; the library imports mjx without them)."""
+    import subprocess
+    import sys
+
+    code = "from pvm_mbrl import envs; envs.make('Reach', obs_mode='state', render=False)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout == "", out.stdout

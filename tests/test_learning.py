@@ -1,15 +1,18 @@
 """Learning: the agent reaches on Reach from the state vector within a CPU budget.
 
 Budget: a small agent (deter 128, hidden 32, stoch 8 x 8, units 64), lr 3e-4, train ratio 64,
-16 envs, batch 16 x 16: 14 chunks of 25 vectorised steps (5,600 env steps after a 800-step
-random prefill) and 1,400 updates, 2.1-3.7 min on 2 CPU cores (``make test-learning``; CI runs it
-after ``make test``, which leaves it out to stay under 15 minutes). Criterion, on 64 evaluation
-episodes of the actor's mode: mean return at least 1.5x the random policy's on the same
-episodes and a success rate (target reached at any step) at least 0.1 above the random one
-(measured since the two-hot mean fix: return 25.4 vs 13.7, success 0.25 vs 0.05).
-Measured with ``benchmarks/reach_probe.py`` on three seeds before this test was written (return
-25-32 at 1,400 updates against about 14 for the random policy). Learning from pixels within
-this budget is not reached yet (see ``benchmarks/RESULTS.md``).
+16 envs, batch 16 x 16: 22 chunks of 25 vectorised steps (8,800 env steps after a 800-step
+random prefill) and 2,200 updates (``make test-learning``; CI runs it after ``make test``, which
+leaves it out to stay under 15 minutes). Criterion, on 64 evaluation episodes of the actor's
+mode: mean return at least 1.5x the random policy's on the same episodes and a success rate
+(target reached at any step) at least 0.1 above the random one.
+
+Since Reach starts the gripper behind the targets' region (2026-12-04) it travels 15-30 cm to
+the target instead of up to 10 cm, and the budget grew from 1,400 updates: at 1,400 the return
+was 3x the random policy's (12.5 vs 3.95) but no episode ended within 2 cm; the same run in
+``benchmarks/learning.py --obs state`` reached a training success_once of 0.38-0.62 from 1,900
+updates on (``benchmarks/RESULTS.md``). Learning from pixels takes longer: see the pixel run
+there.
 """
 
 import jax
@@ -23,7 +26,7 @@ SMALL = dict(
     deter=128, hidden=32, stoch=8, classes=8, blocks=4, depth=2, mults=(1, 2), bspace=4, units=64
 )
 ENV = dict(obs_mode="state", render=False)
-CHUNKS = 14
+CHUNKS = 22
 EPISODES = 64
 
 

@@ -43,7 +43,8 @@ DISTRACTOR_SIZE = 0.03
 TIMESTEP = 0.005
 # The front camera looks down at 55 degrees from 1.6 m with a narrow field of view: the
 # gripper's whole reachable box (palm and fingers to the top of the wrist, anywhere in the
-# workspace) stays in the frame, which it fills, and nothing outside the table is seen.
+# workspace) stays in the frame, which it fills; the table fills the view but for a strip of
+# floor at the top.
 FRONT_CAMERA_TARGET = (0.0, 0.05, 0.1)
 FRONT_CAMERA_POS = (0.0, 0.05 - 1.6 * 0.573576, 0.1 + 1.6 * 0.819152)
 FRONT_CAMERA_FOVY = 24.0
