@@ -27,6 +27,7 @@ toward > still > away as the true ones do.
     python benchmarks/reach_probe.py --lr 3e-4 --chunks 14
     python benchmarks/reach_probe.py --obs pixels --camera front --lr 3e-4 --chunks 14
     python benchmarks/reach_probe.py --obs pixels --fused --chunks 400 --every 20 --minutes 5
+    python benchmarks/reach_probe.py --obs pixels --from runs/reach_pixels  # a learning.py run
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pvm_mbrl import envs, media
+from pvm_mbrl import checkpoint, envs, media
 from pvm_mbrl import replay as replay_lib
 from pvm_mbrl.dreamer.agent import Dreamer
 from pvm_mbrl.dreamer.config import DreamerConfig
@@ -163,6 +164,22 @@ def reconstructions(agent: Dreamer, agent_state, replay, key, n: int = 8) -> np.
     return media.grid(np.asarray(run(agent_state, replay, key)))
 
 
+def report(p, updates: int, t0: float) -> None:
+    """Prints one line of the probe's measures (module docstring)."""
+    p = jax.device_get(p)
+    if p["drift"] > 1e-4:
+        raise RuntimeError(f"the physics twin left the probed env ({p['drift']:.2g})")
+    imag = "/".join(f"{x:.3f}" for x in p["imag"])
+    true = "/".join(f"{x:.3f}" for x in p["true"])
+    print(
+        f"updates {updates:5d}  return {p['ret']:6.2f}  cos0 {p['cos0']:+.2f}  "
+        f"cos {p['cos']:+.2f}  bias {p['bias']:.2f}  r_corr {p['r_corr']:.2f}  "
+        f"imag toward/away/still {imag} (true {true})  "
+        f"({time.perf_counter() - t0:.0f} s)",
+        flush=True,
+    )
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--obs", choices=sorted(OBS), default="state")
@@ -194,9 +211,19 @@ def main(argv=None):
         metavar="FIELD=VALUE",
         help="DreamerConfig override of the small agent, e.g. --set depth=16 (repeatable)",
     )
+    ap.add_argument(
+        "--from",
+        dest="from_",
+        default=None,
+        metavar="DIR",
+        help="probe the newest checkpoint of a benchmarks/learning.py --save run (same agent "
+        "flags: learning.py --size small with this --obs) once, without training",
+    )
     a = ap.parse_args(argv)
     if a.recon and a.obs == "state":
         ap.error("--recon needs a pixel --obs")
+    if a.recon and a.from_:
+        ap.error("--recon needs the replay of a training run; --from restores the agent only")
     size = SMALL | (PIXEL_CNN if a.obs != "state" else {}) | overrides(a.set)
     config = DreamerConfig(
         **size, obs_keys=OBS[a.obs], optimizer=OptimizerConfig(lr=a.lr, warmup=0)
@@ -213,10 +240,17 @@ def main(argv=None):
         replay_capacity=99_984,
         fused=a.fused,
     )
-    trainer = Trainer(env, agent, tc)
     probe = probe_fn(agent, a.episodes, a.obs, a.camera, a.image)
-    state = trainer.prefill(trainer.init(jax.random.PRNGKey(a.seed)))
     seen = a.obs if a.obs == "state" else f"{a.obs} ({a.camera} camera, {a.image} px)"
+    t0 = time.perf_counter()
+    if a.from_:
+        template = jax.eval_shape(agent.init, jax.random.PRNGKey(a.seed))
+        agent_state = checkpoint.restore_agent(a.from_, template)
+        print(f"Reach from {seen}, {size}, checkpoint {a.from_}")
+        report(probe(agent_state, jax.random.PRNGKey(1000)), int(agent_state.step), t0)
+        return
+    trainer = Trainer(env, agent, tc)
+    state = trainer.prefill(trainer.init(jax.random.PRNGKey(a.seed)))
     print(f"Reach from {seen}, {size}, lr {a.lr:g}, train ratio 64, batch 16 x {a.batch_length}")
     t0 = time.perf_counter()
     for i in range(a.chunks + 1):
@@ -224,19 +258,8 @@ def main(argv=None):
             state, m = trainer.train_chunk(state)
         out_of_time = a.minutes is not None and time.perf_counter() - t0 > 60 * a.minutes
         if i % a.every == 0 or i == a.chunks or out_of_time:
-            p = jax.device_get(probe(state.agent, jax.random.PRNGKey(1000 + i)))
-            if p["drift"] > 1e-4:
-                raise RuntimeError(f"the physics twin left the probed env ({p['drift']:.2g})")
             updates = int(m["updates"]) if i else 0
-            imag = "/".join(f"{x:.3f}" for x in p["imag"])
-            true = "/".join(f"{x:.3f}" for x in p["true"])
-            print(
-                f"updates {updates:5d}  return {p['ret']:6.2f}  cos0 {p['cos0']:+.2f}  "
-                f"cos {p['cos']:+.2f}  bias {p['bias']:.2f}  r_corr {p['r_corr']:.2f}  "
-                f"imag toward/away/still {imag} (true {true})  "
-                f"({time.perf_counter() - t0:.0f} s)",
-                flush=True,
-            )
+            report(probe(state.agent, jax.random.PRNGKey(1000 + i)), updates, t0)
         if out_of_time:
             print(f"stopped after {a.minutes:g} min")
             break

@@ -132,10 +132,11 @@ def _restore_agent(directory, template, step):
 
 class _ReadOnlyNotes(logging.Filter):
     """Drops orbax's warnings that a manager opened with ``read_only=True`` is read only (and
-    so skips saves and deletes): :func:`restore_agent` asks for exactly that."""
+    so creates, saves and deletes nothing): :func:`restore_agent` asks for exactly that."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "read only" not in record.getMessage()
+        message = record.getMessage()
+        return "read only" not in message and "read_only=True" not in message
 
 
 @contextlib.contextmanager
