@@ -68,6 +68,7 @@ class ManipulationEnv(core.Env):
     task_state_size = 0
     default_episode_length = 80
     start = START  # gripper frame position at reset, before +-3 cm of x/y noise
+    marker_radius = scene.GOAL_RADIUS  # goal spheres (see ``scene.MARKER_RADIUS``)
 
     def __init__(
         self,
@@ -103,7 +104,9 @@ class ManipulationEnv(core.Env):
         self.render_shadows = bool(render_shadows)
         self.substeps = int(substeps)
         self._episode_length = int(episode_length or self.default_episode_length)
-        self._mj_model = scene.build_model(self.objects, markers, max_contact_points)
+        self._mj_model = scene.build_model(
+            self.objects, markers, max_contact_points, self.marker_radius
+        )
         self._mjx_model = mjx.put_model(self._mj_model, impl=impl)
         m = self._mj_model
         self._tcp = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_SITE, "tcp")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from pvm_mbrl.envs.manipulation import base, objects
+from pvm_mbrl.envs.manipulation import base, objects, scene
 
 SUCCESS_DIST = 0.02
 
@@ -25,6 +25,7 @@ class Reach(base.ManipulationEnv):
     # The gripper starts behind the targets' region as the front camera sees it: from above the
     # centre it hid the target below it in about 20% of reset states (``envs.visibility``).
     start = (0.0, 0.15, 0.25)
+    marker_radius = scene.MARKER_RADIUS  # the target is the task: 3.5 cm, well seen at 64 px
 
     def __init__(self, split: str = "train", **kwargs):
         objects.check_split(split, ("train", "outer_positions"))

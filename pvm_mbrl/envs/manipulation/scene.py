@@ -48,7 +48,11 @@ TIMESTEP = 0.005
 FRONT_CAMERA_TARGET = (0.0, 0.05, 0.1)
 FRONT_CAMERA_POS = (0.0, 0.05 - 1.6 * 0.573576, 0.1 + 1.6 * 0.819152)
 FRONT_CAMERA_FOVY = 24.0
-MARKER_RADIUS = 0.035  # opaque goal / target spheres: about 37 px at 64 px in the front view
+# Opaque goal / target spheres. A target the gripper reaches is 3.5 cm (about 37 px of the 64 px
+# front view); a goal an object is brought to is 1.5 cm, below every object's half-extent, so
+# that an object at its goal stays visible around it (a larger opaque sphere would swallow it).
+MARKER_RADIUS = 0.035
+GOAL_RADIUS = 0.015
 MARKER_RGB = (0.1, 0.85, 0.2)
 
 
@@ -116,8 +120,10 @@ def build_xml(
     objects: Sequence[ObjectGeom] = (),
     markers: Sequence[str] = ("goal",),
     max_contact_points: int | None = None,
+    marker_radius: float = MARKER_RADIUS,
 ) -> str:
-    """MJCF text of the scene with the given free objects and visual marker spheres.
+    """MJCF text of the scene with the given free objects and visual marker spheres of
+    ``marker_radius`` metres.
 
     ``max_contact_points`` (MJX numeric) keeps only the deepest contacts per condim group,
     which bounds the constraint count when many objects are parked out of contact.
@@ -132,7 +138,7 @@ def build_xml(
     marker_xml = "".join(
         f"""
     <body name="{m}" mocap="true" pos="0 0 -1">
-      <geom name="{m}_geom" type="sphere" size="{MARKER_RADIUS}" rgba="{_fmt(MARKER_RGB)} 1"
+      <geom name="{m}_geom" type="sphere" size="{marker_radius:.6g}" rgba="{_fmt(MARKER_RGB)} 1"
             group="1" contype="0" conaffinity="0"/>
     </body>"""
         for m in markers
@@ -212,6 +218,12 @@ def build_xml(
 """
 
 
-def build_model(objects=(), markers=("goal",), max_contact_points: int | None = None):
+def build_model(
+    objects=(),
+    markers=("goal",),
+    max_contact_points: int | None = None,
+    marker_radius: float = MARKER_RADIUS,
+):
     """Compiled ``mujoco.MjModel`` of :func:`build_xml`."""
-    return mujoco.MjModel.from_xml_string(build_xml(objects, markers, max_contact_points))
+    xml = build_xml(objects, markers, max_contact_points, marker_radius)
+    return mujoco.MjModel.from_xml_string(xml)
