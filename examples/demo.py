@@ -68,8 +68,9 @@ def main(argv=None) -> None:
     print(f"plot: {out}/evaluation/results.png; table: {out}/evaluation/results.md")
     note = (
         f"Note: {args.steps:,} env steps are far too few for the agent to learn Reach, so the "
-        "returns above stay near a random policy's. To train an agent that learns it from pixels "
-        "(about 100 minutes on 2 CPU cores), run:"
+        "returns above stay near a random policy's. This run trains an agent that learns from "
+        "pixels to move to the target (return 3.6x the random policy's after about 100 minutes "
+        "on 2 CPU cores; README, 'Learning Reach from pixels'):"
     )
     print("\n" + textwrap.fill(note, 100) + "\n    " + LEARNED)
 
