@@ -25,24 +25,13 @@ import numpy as np
 
 from pvm_mbrl.envs import core
 from pvm_mbrl.envs import render as render_lib
-from pvm_mbrl.envs.manipulation.base import ManipulationEnv
-
-
-def _task(env) -> ManipulationEnv:
-    task = env.unwrapped if isinstance(env, core.Env) else env
-    if not isinstance(task, ManipulationEnv):
-        raise TypeError(
-            f"expected a manipulation env (or a wrapper of one), got {type(env).__name__}"
-        )
-    if not task.render:
-        raise ValueError("the env does not render: make it with an obs_mode including pixels")
-    return task
+from pvm_mbrl.envs.visible import rendering_task
 
 
 def object_geom_ids(env, extra: Sequence[str] = ()) -> np.ndarray:
     """int32 ``[num_objects + len(extra)]``: MuJoCo geom ids of the task's objects (in
     ``env.objects`` order), then of the geoms named in ``extra`` (e.g. ``"goal_geom"``)."""
-    task = _task(env)
+    task = rendering_task(env)
     m = task.mj_model
     names = [f"{o.name}_geom" for o in task.objects] + list(extra)
     ids = [mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, n) for n in names]
@@ -65,7 +54,7 @@ def _lead(state: core.State) -> int:
 def render_output(env, states: core.State) -> render_lib.RenderOutput:
     """The env camera's ``RenderOutput`` (rgb, depth, segmentation) of ``states`` (one state
     or a batch with leading dims); ``rgb`` equals ``env.render_pixels``'s observation."""
-    task = _task(env)
+    task = rendering_task(env)
     if "scene" not in states.info:
         raise ValueError("states.info has no 'scene' entry: pass states from the env's reset/step")
     return _batched(lambda s: task.render_output(s.data, s.info), _lead(states))(states)
@@ -83,7 +72,7 @@ def object_masks(
     ``segmentation`` (int32 ``[..., H, W]`` from :func:`render_output`) skips rendering again;
     ``extra`` names more geoms to count as object (e.g. ``("goal_geom",)``).
     """
-    task = _task(env)
+    task = rendering_task(env)
     if not task.objects:
         raise ValueError(f"{type(task).__name__} has no task object to mask")
     all_ids = object_geom_ids(task, extra)

@@ -54,12 +54,16 @@ def body_geom_ids(model: mujoco.MjModel, body: str) -> np.ndarray:
     return np.flatnonzero(inside[model.geom_bodyid]).astype(np.int32)
 
 
-def _task(env):
+def rendering_task(env):
+    """The ``ManipulationEnv`` inside ``env`` (a task or a wrapper of one); raises unless it
+    renders."""
     from pvm_mbrl.envs.manipulation.base import ManipulationEnv
 
     task = env.unwrapped if isinstance(env, core.Env) else env
     if not isinstance(task, ManipulationEnv):
-        raise TypeError(f"expected a manipulation env or a wrapper of one, got {type(env)}")
+        raise TypeError(
+            f"expected a manipulation env (or a wrapper of one), got {type(env).__name__}"
+        )
     if not task.render:
         raise ValueError("the env does not render: make it with an obs_mode including pixels")
     return task
@@ -74,7 +78,7 @@ def visibility(
 ) -> dict[str, Visible]:
     """:class:`Visible` of each name over ``n`` reset states drawn from ``PRNGKey(seed)``, or
     over ``states`` (a batch with one leading dimension, e.g. from a ``BatchEnv``)."""
-    task = _task(env)
+    task = rendering_task(env)
     if isinstance(names, str):
         names = [names]
     if not names:
