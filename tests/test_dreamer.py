@@ -13,7 +13,7 @@ from pvm_mbrl.dreamer.agent import Dreamer
 from pvm_mbrl.dreamer.config import SIZES, DreamerConfig
 from pvm_mbrl.dreamer.optim import OptimizerConfig
 from pvm_mbrl.envs.core import Space
-from pvm_mbrl.nn.layers import BlockLinear
+from pvm_mbrl.nn.layers import BlockLinear, linear
 
 OBS = {
     "pixels": Space((16, 16, 3), jnp.uint8, 0, 255),
@@ -142,9 +142,21 @@ def test_block_linear_is_block_diagonal_dense():
     np.testing.assert_allclose(
         layer(x), np.asarray(x) @ dense + np.arange(8.0), rtol=1e-5, atol=1e-5
     )
-    # fan-in of a block is din / blocks: std ~ 1 / sqrt(3)
+    # The official trunc_normal_in takes the fan-in over the whole input: std = 1 / sqrt(din),
+    # not 1 / sqrt(din / blocks) (which would be sqrt(8) = 2.8 times larger here).
     big = BlockLinear(4096, 512, 8, rngs=nnx.Rngs(0))
-    assert abs(float(big.kernel[...].std()) * np.sqrt(512) - 1.0) < 0.05
+    assert abs(float(big.kernel[...].std()) * np.sqrt(4096) - 1.0) < 0.02
+    assert float(np.abs(big.kernel[...]).max()) <= 2.0 * 1.1369 / np.sqrt(4096)
+
+
+def test_outscale_scales_the_weights():
+    # Official Linear: weights = outscale * trunc_normal_in, so std = outscale / sqrt(fan_in)
+    # (the actor's output layer, outscale 0.01, starts at 0.01 / sqrt(din), not 0.1 / sqrt(din)).
+    for outscale in (1.0, 0.01):
+        layer = linear(1024, 512, rngs=nnx.Rngs(0), outscale=outscale)
+        std = float(layer.kernel[...].std()) * np.sqrt(1024) / outscale
+        assert abs(std - 1.0) < 0.02, (outscale, std)
+    assert np.all(np.asarray(linear(8, 4, rngs=nnx.Rngs(0), outscale=0.0).kernel[...]) == 0)
 
 
 def test_initial_predictions_are_zero(agent):

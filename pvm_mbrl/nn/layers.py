@@ -1,9 +1,10 @@
 """DreamerV3's layers as Flax NNX modules: dense, block-diagonal dense, normed MLP.
 
-Initialisation follows the official code's ``trunc_normal_in``: a truncated normal with variance
-``outscale / fan_in`` (``jax.nn.initializers.variance_scaling(outscale, "fan_in",
-"truncated_normal")``), biases zero; ``outscale = 0`` gives an all-zero layer (the reward and
-critic heads start by predicting exactly 0). Every hidden layer is ``Linear -> RMSNorm -> SiLU``
+Initialisation follows the official code's ``trunc_normal_in``: a normal truncated at two
+standard deviations with variance ``1 / fan_in``, then multiplied by ``outscale`` (so the
+weights' standard deviation is ``outscale / sqrt(fan_in)``); biases zero; ``outscale = 0`` gives
+an all-zero layer (the reward and critic heads start by predicting exactly 0). A block-diagonal
+layer takes its fan-in over the whole input, as the official ``BlockLinear`` does. Every hidden layer is ``Linear -> RMSNorm -> SiLU``
 with the norm's ``eps = 1e-4``. Parameters are float32; ``dtype`` sets the compute dtype (e.g.
 ``jnp.bfloat16`` for mixed precision), and norms compute in float32.
 """
@@ -12,16 +13,29 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 NORM_EPS = 1e-4
 
 
+def trunc_normal_in(key, shape, fan_in: int, outscale: float = 1.0) -> jax.Array:
+    """``outscale`` times a normal truncated at +-2 std with variance ``1 / fan_in`` (float32)."""
+    # 0.87962566 is the std of a unit normal truncated at +-2; dividing restores variance 1.
+    std = outscale / np.sqrt(fan_in) / 0.87962566103423978
+    return std * jax.random.truncated_normal(key, -2.0, 2.0, shape, jnp.float32)
+
+
 def kernel_init(outscale: float = 1.0):
-    """``trunc_normal_in`` scaled by ``outscale``; zeros when ``outscale == 0``."""
+    """Flax initialiser of :func:`trunc_normal_in` with the fan-in of a dense or conv kernel
+    (all axes but the last); zeros when ``outscale == 0``."""
     if outscale == 0.0:
         return nnx.initializers.zeros_init()
-    return jax.nn.initializers.variance_scaling(outscale, "fan_in", "truncated_normal")
+
+    def init(key, shape, dtype=jnp.float32):
+        return trunc_normal_in(key, shape, int(np.prod(shape[:-1])), outscale).astype(dtype)
+
+    return init
 
 
 def linear(
@@ -83,11 +97,9 @@ class BlockLinear(nnx.Module):
         if din % blocks or dout % blocks:
             raise ValueError(f"din {din} and dout {dout} must be divisible by blocks {blocks}")
         self.blocks = blocks
-        # fan_in of a block is din / blocks: initialise per block then stack.
-        init = kernel_init(outscale)
-        shape = (din // blocks, dout // blocks)
-        keys = jax.random.split(rngs.params(), blocks)
-        self.kernel = nnx.Param(jnp.stack([init(k, shape, jnp.float32) for k in keys]))
+        # The fan-in is the whole input (din), as in the official BlockLinear, not din / blocks.
+        shape = (blocks, din // blocks, dout // blocks)
+        self.kernel = nnx.Param(trunc_normal_in(rngs.params(), shape, din, outscale))
         self.bias = nnx.Param(jnp.zeros((dout,), jnp.float32))
         self.dtype = dtype
 
