@@ -51,13 +51,14 @@ TINY = dict(
 )
 
 
-def random_baseline(task, episodes, episode_length, seed=0) -> tuple[float, float]:
+def random_baseline(task, episodes, episode_length, seed=0, action_repeat=1):
     """Mean return and success_once of uniform random actions over ``episodes`` episodes."""
     env = envs.make(
         task,
         obs_mode="state",
         render=False,
         episode_length=episode_length,
+        action_repeat=action_repeat,
         num_envs=episodes,
         auto_reset=False,
     )
@@ -69,7 +70,7 @@ def random_baseline(task, episodes, episode_length, seed=0) -> tuple[float, floa
             s, ret, once, alive = carry
             s = env.step(s, jax.random.uniform(k, shape, minval=-1.0, maxval=1.0))
             ret = ret + jnp.where(alive, s.reward, 0.0)
-            once = jnp.maximum(once, jnp.where(alive, s.metrics["success"], 0.0))
+            once = jnp.maximum(once, jnp.where(alive, success(s), 0.0))
             return (s, ret, once, alive & ~s.done.astype(bool)), None
 
         k_reset, k_steps = jax.random.split(key)
@@ -100,7 +101,7 @@ def play_fn(env, agent: Dreamer):
                 act = jax.random.uniform(k, shape, minval=-1.0, maxval=1.0)
             s = env.step(s, act)
             ret = ret + jnp.where(alive, s.reward, 0.0)
-            once = jnp.maximum(once, jnp.where(alive, s.metrics["success"], 0.0))
+            once = jnp.maximum(once, jnp.where(alive, success(s), 0.0))
             alive = alive & ~s.done.astype(bool)
             frame = s.obs["pixels"][0] if "pixels" in s.obs else None
             return (s, carry, jnp.zeros_like(first), ret, once, alive), frame
@@ -119,6 +120,11 @@ def play_fn(env, agent: Dreamer):
         return out
 
     return jax.jit(run, static_argnums=2)
+
+
+def success(s) -> jax.Array:
+    """The step's ``success`` metric (0 for tasks without one, such as the dmc/ tasks)."""
+    return s.metrics.get("success", jnp.zeros_like(s.reward))
 
 
 def write_gif(learned: np.ndarray, rand: np.ndarray, path, scale: int = 4) -> None:
@@ -167,7 +173,10 @@ def plot(curve, rand_ret, rand_succ, path, title):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--task", default="Reach")
-    ap.add_argument("--camera", default="front")
+    ap.add_argument(
+        "--camera", default=None, help="default: front for manipulation, camera 0 for dmc/"
+    )
+    ap.add_argument("--action-repeat", type=int, default=1)
     ap.add_argument("--image", type=int, default=64)
     ap.add_argument(
         "--obs",
@@ -260,8 +269,9 @@ def main(argv=None):
     )
     trainer = Trainer(env, agent, tc)
     desc = (
-        f"{a.task} ({a.camera} camera, {a.image} px, obs {a.obs}, {env.episode_length}-step "
-        f"episodes), {a.size}{''.join(' ' + x for x in a.set)}, {a.dtype}, lr {a.lr:g} "
+        f"{a.task} ({a.camera or 'default'} camera, {a.image} px, obs {a.obs}, "
+        f"{env.episode_length}-step episodes, action repeat {a.action_repeat}), "
+        f"{a.size}{''.join(' ' + x for x in a.set)}, {a.dtype}, lr {a.lr:g} "
         f"(warm-up {a.warmup}), {a.num_envs} envs, train ratio {a.train_ratio:g}, batch "
         f"{a.batch} x {a.length}, {a.chunk_steps} steps x {a.num_envs} envs and "
         f"{tc.chunk_updates} updates per chunk, prefill {a.prefill} random steps per env"
@@ -303,7 +313,9 @@ def main(argv=None):
         print("warning: the loss is not finite")
     evaluated = final_eval(a, agent, state.agent)
 
-    rand_ret, rand_succ = random_baseline(a.task, a.random_episodes, env.episode_length, a.seed + 1)
+    rand_ret, rand_succ = random_baseline(
+        a.task, a.random_episodes, env.episode_length, a.seed + 1, a.action_repeat
+    )
     ret, succ, n = final_stats(curve)
     last = curve[-1]
     summary_h = (
@@ -354,8 +366,9 @@ def make_env(a, num_envs: int):
         a.task,
         **mode,
         image_size=a.image,
-        camera=a.camera,
+        camera=a.camera or (None if a.task.startswith("dmc/") else "front"),
         episode_length=a.episode_length,
+        action_repeat=a.action_repeat,
         num_envs=num_envs,
         auto_reset=False,
     )

@@ -119,6 +119,12 @@ class Env(abc.ABC):
         return self._episode_length
 
     @property
+    def episode_counts_frames(self) -> bool:
+        """Whether ``episode_length`` counts control steps (frames) that ``envs.make`` divides
+        by the action repeat (the ``dmc/`` tasks), rather than agent steps."""
+        return False
+
+    @property
     def max_step_reward(self) -> float:
         """Upper bound of one step's reward."""
         return 1.0

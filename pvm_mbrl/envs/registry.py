@@ -24,7 +24,7 @@ def make(
     name: str,
     *,
     image_size: int = 64,
-    camera: str = "wrist",
+    camera: str | int | None = None,
     obs_mode: str = "pixels",
     split: str = "train",
     action_repeat: int = 1,
@@ -38,7 +38,10 @@ def make(
 ) -> core.Env:
     """Build task ``name`` wrapped as ``AutoReset(BatchEnv(TimeLimit(ActionRepeat(task))))``.
 
-    ``episode_length`` counts agent steps (after action repeat; default: the task's).
+    ``episode_length`` counts agent steps (after action repeat). Its default is the task's:
+    for a manipulation task that many agent steps, for a ``dmc/`` task 1,000 frames (control
+    steps) divided by the action repeat, as the suite's benchmarks count them.
+    ``camera=None`` is the task's default camera (``"wrist"``; camera 0 for ``dmc/``).
     ``num_envs=None`` leaves out ``BatchEnv``; ``auto_reset=False`` leaves out ``AutoReset``.
     ``render=False`` (only with ``obs_mode="state"``) skips the renderer for physics speed.
     ``shift`` renders under a visual shift preset, or one preset per env (see ``shifts.apply``).
@@ -47,9 +50,11 @@ def make(
     _register_builtin()
     if name not in _REGISTRY:
         raise ValueError(f"unknown env {name!r}; registered: {', '.join(registered())}")
+    if int(action_repeat) < 1:
+        raise ValueError(f"action_repeat must be >= 1, got {action_repeat}")
     env = _REGISTRY[name](
         image_size=image_size,
-        camera=camera,
+        **({} if camera is None else {"camera": camera}),
         obs_mode=obs_mode,
         split=split,
         render=render,
@@ -57,6 +62,8 @@ def make(
         **task_kwargs,
     )
     length = episode_length or env.episode_length
+    if not episode_length and env.episode_counts_frames:
+        length = -(-env.episode_length // int(action_repeat))
     env = wrappers.ActionRepeat(env, action_repeat)
     env = wrappers.TimeLimit(env, length)
     if num_envs is not None:
@@ -71,9 +78,12 @@ def make(
 
 
 def _register_builtin() -> None:
-    if _REGISTRY.keys() >= {"Reach", "Push", "PickCube", "PickObject"}:
+    if _REGISTRY.keys() >= {"Reach", "Push", "PickCube", "PickObject", "dmc/cartpole_swingup"}:
         return
+    from pvm_mbrl.envs import dmc
     from pvm_mbrl.envs.manipulation import PickCube, PickObject, Push, Reach
 
     for cls in (Reach, Push, PickCube, PickObject):
         _REGISTRY.setdefault(cls.__name__, cls)
+    for task in dmc.TASKS:
+        _REGISTRY.setdefault(f"dmc/{task}", dmc.factory(task))

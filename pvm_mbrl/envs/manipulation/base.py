@@ -34,6 +34,7 @@ import numpy as np
 from pvm_mbrl.envs import core
 from pvm_mbrl.envs.manipulation import scene
 from pvm_mbrl.envs.mjx import mjx
+from pvm_mbrl.envs.rendered import RenderedEnv
 
 MAX_DELTA = 0.025
 OBS_MODES = ("pixels", "state", "pixels+state")
@@ -48,7 +49,7 @@ def to_obs_units(x: jax.Array) -> jax.Array:
     return x / LENGTH_UNIT
 
 
-class ManipulationEnv(core.Env):
+class ManipulationEnv(RenderedEnv):
     """Base class of the table-top tasks. Subclasses set the scene and implement the hooks
     ``_init_episode``, ``_reward`` and ``_task_state``.
 
@@ -126,26 +127,6 @@ class ManipulationEnv(core.Env):
         self.shift = None
         self.set_shift(shift)
 
-    def set_shift(self, shift) -> None:
-        """Render under ``shift`` (a preset name, list of presets or ``shifts.ShiftBatch``;
-        ``None`` for none). Changes this object: use ``shifts.apply`` for a shifted copy."""
-        from pvm_mbrl import shifts
-
-        if shift is not None and not isinstance(shift, shifts.ShiftBatch):
-            shift = shifts.batch(shift)
-        if shift is not None and not self.render:
-            raise ValueError("visual shifts need a rendering env (obs_mode with pixels)")
-        self.shift = shift
-        if not self.render:
-            return
-        from pvm_mbrl.envs import render as render_lib
-
-        # Distractors (group 2) are drawn only when a shift can show them.
-        with_distractors = shift is not None and "distractors" in shift.spec.families
-        groups = (0, 1, 2) if with_distractors else (0, 1)
-        self._geometry = render_lib.SceneGeometry.from_model(self._mj_model, geom_groups=groups)
-        self._roles = self._scene_roles(self._geometry)
-
     def _scene_roles(self, geom):
         from pvm_mbrl import shifts
 
@@ -205,13 +186,6 @@ class ManipulationEnv(core.Env):
     def marker_pos(self, data, name="goal") -> jax.Array:
         return data.mocap_pos[self._marker[name]]
 
-    def scene_params(self, key: jax.Array):
-        """Visual properties of one episode (default look). A visual-shift module overrides it."""
-        del key
-        from pvm_mbrl.envs import render as render_lib
-
-        return render_lib.SceneParams.default(self._geometry, self._camera_id)
-
     def sample_task(self, key: jax.Array):
         """The task's per-episode draw without physics: ``(qpos, mocap_pos, info)``."""
         m = self._mj_model
@@ -253,10 +227,7 @@ class ManipulationEnv(core.Env):
             ctrl=jnp.concatenate([arm, open_]).astype(jnp.float32),
         )
         data = mjx.forward(model, data)
-        if self.render:
-            info = {**info, "scene": self.scene_params(k_scene)}
-        if self.shift is not None:
-            info = {**info, "shift": self._sample_shift(jax.random.fold_in(k_scene, 1))}
+        info = self._render_info(k_scene, info)
         _, metrics = self._reward(data, info)
         zero = jnp.zeros((), jnp.float32)
         state = core.State(data, {}, zero, zero, _f32(metrics), info)
@@ -273,12 +244,7 @@ class ManipulationEnv(core.Env):
         data = data.replace(ctrl=ctrl)
         data = jax.lax.fori_loop(0, self.substeps, lambda _, d: mjx.step(model, d), data)
         reward, metrics = self._reward(data, state.info)
-        if self.shift is not None:
-            from pvm_mbrl import shifts
-
-            state = state.replace(
-                info={**state.info, "shift": shifts.advance(self.shift.spec, state.info["shift"])}
-            )
+        state = state.replace(info=self._advance_shift(state.info))
         unstable = jnp.any(~jnp.isfinite(data.qpos)).astype(jnp.float32)
         return state.replace(
             data=data,
@@ -299,44 +265,6 @@ class ManipulationEnv(core.Env):
         if "pixels" in self.obs_mode:
             obs["pixels"] = self.render_pixels(data, state.info)
         return state.replace(obs=obs)
-
-    def _sample_shift(self, key):
-        from pvm_mbrl import shifts
-
-        row = shifts.env_index() % len(self.shift.names)
-        sev, drift = jnp.asarray(self.shift.severity), jnp.asarray(self.shift.drift)
-        return shifts.sample(self.shift.spec, key, sev[row], drift[row])
-
-    def render_pixels(self, data, info) -> jax.Array:
-        """uint8 [H, W, 3] image from this env's camera with the scene params ``info["scene"]``
-        and, when the env has a shift, the shift state ``info["shift"]``."""
-        return self.render_output(data, info).rgb
-
-    def render_output(self, data, info):
-        """The ``envs.render.RenderOutput`` (rgb, depth, segmentation) behind
-        :meth:`render_pixels`: the same camera, scene parameters and shift."""
-        from pvm_mbrl import shifts
-        from pvm_mbrl.envs import render as render_lib
-
-        i = self._camera_id
-        args = (
-            data.geom_xpos,
-            data.geom_xmat,
-            data.cam_xpos[i],
-            data.cam_xmat[i].reshape(3, 3),
-        )
-        size = dict(height=self.image_size, width=self.image_size, shadows=self.render_shadows)
-        if self.shift is None:
-            return render_lib.render(self._geometry, info["scene"], *args, **size)
-        return shifts.render_shifted(
-            self._geometry,
-            self._roles,
-            self.shift.spec,
-            info["shift"],
-            info["scene"],
-            *args,
-            **size,
-        )
 
 
 def _f32(tree):

@@ -1,0 +1,43 @@
+"""The DeepMind Control Suite's tasks as MJX envs rendered by ``envs.render`` (DMC-Vision).
+
+    env = envs.make("dmc/cartpole_swingup", action_repeat=2, num_envs=16)   # 64 px, camera 0
+
+Every task loads the suite's own MJCF from the installed ``dm-control`` package (the ``dmc``
+extra) and follows the suite's reward, initial-state distribution and episode length (1,000
+control steps); ``envs.make`` divides the episode by the action repeat, so returns are on the
+published 0-1,000 scale. Each domain module's docstring gives its definitions and what was
+changed for MJX. ``TASKS`` maps every registered name to its domain class and arguments.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_DOMAINS = {"cartpole": "Cartpole"}
+
+TASKS: dict[str, tuple[str, dict]] = {
+    "cartpole_balance": ("cartpole", dict(swing_up=False, sparse=False)),
+    "cartpole_balance_sparse": ("cartpole", dict(swing_up=False, sparse=True)),
+    "cartpole_swingup": ("cartpole", dict(swing_up=True, sparse=False)),
+    "cartpole_swingup_sparse": ("cartpole", dict(swing_up=True, sparse=True)),
+}
+
+
+def make_task(task: str, **kwargs):
+    """The unwrapped env of ``task`` (e.g. ``"cartpole_swingup"``)."""
+    if task not in TASKS:
+        raise ValueError(f"unknown dmc task {task!r}; valid: {', '.join(sorted(TASKS))}")
+    domain, task_kwargs = TASKS[task]
+    module = importlib.import_module(f"pvm_mbrl.envs.dmc.{domain}")
+    env = getattr(module, _DOMAINS[domain])(**task_kwargs, **kwargs)
+    env.task_name = task
+    return env
+
+
+def factory(task: str):
+    """``factory(**kwargs) -> Env`` for ``envs.register``."""
+
+    def make(**kwargs):
+        return make_task(task, **kwargs)
+
+    return make
