@@ -13,13 +13,38 @@ from __future__ import annotations
 
 import importlib
 
-_DOMAINS = {"cartpole": "Cartpole"}
+_DOMAINS = {
+    "acrobot": "Acrobot",
+    "ball_in_cup": "BallInCup",
+    "cartpole": "Cartpole",
+    "cheetah": "Cheetah",
+    "finger": "Finger",
+    "hopper": "Hopper",
+    "pendulum": "Pendulum",
+    "reacher": "Reacher",
+    "walker": "Walker",
+}
 
 TASKS: dict[str, tuple[str, dict]] = {
     "cartpole_balance": ("cartpole", dict(swing_up=False, sparse=False)),
     "cartpole_balance_sparse": ("cartpole", dict(swing_up=False, sparse=True)),
     "cartpole_swingup": ("cartpole", dict(swing_up=True, sparse=False)),
     "cartpole_swingup_sparse": ("cartpole", dict(swing_up=True, sparse=True)),
+    "reacher_easy": ("reacher", dict(target_size=0.05)),
+    "reacher_hard": ("reacher", dict(target_size=0.015)),
+    "finger_spin": ("finger", dict(task="spin")),
+    "finger_turn_easy": ("finger", dict(task="turn", target_radius=0.07)),
+    "finger_turn_hard": ("finger", dict(task="turn", target_radius=0.03)),
+    "walker_stand": ("walker", dict(move_speed=0.0)),
+    "walker_walk": ("walker", dict(move_speed=1.0)),
+    "walker_run": ("walker", dict(move_speed=8.0)),
+    "cheetah_run": ("cheetah", {}),
+    "hopper_stand": ("hopper", dict(hopping=False)),
+    "hopper_hop": ("hopper", dict(hopping=True)),
+    "pendulum_swingup": ("pendulum", {}),
+    "acrobot_swingup": ("acrobot", dict(sparse=False)),
+    "acrobot_swingup_sparse": ("acrobot", dict(sparse=True)),
+    "ball_in_cup_catch": ("ball_in_cup", {}),
 }
 
 

@@ -178,9 +178,11 @@ class DMCEnv(RenderedEnv):
     def _observation(self, data, info) -> dict[str, jax.Array]:
         """The suite's observation dict, in its order."""
 
-    def _physics_model(self, info):
-        """The ``mjx.Model`` of this episode (tasks may replace traced fields)."""
-        return self._mjx_model
+    def _episode_data(self, data, info):
+        """``data`` with the episode's task state from ``info`` written into it (e.g. a target
+        as ``mocap_pos``). Task state lives in ``mjx.Data``, never in model fields, so one
+        ``mjx.Model`` serves every env of a batch."""
+        return data
 
     def sync_oracle(self, physics, info) -> None:
         """Set the task state ``info`` in a dm-control ``physics`` (for the cross-checks)."""
@@ -215,11 +217,11 @@ class DMCEnv(RenderedEnv):
     def reset(self, key: jax.Array) -> core.State:
         k_task, k_scene = jax.random.split(key)
         qpos, qvel, info = self._init_episode(k_task)
-        model = self._physics_model(info)
+        model = self._mjx_model
         data = mjx.make_data(model).replace(
             qpos=jnp.asarray(qpos, jnp.float32), qvel=jnp.asarray(qvel, jnp.float32)
         )
-        data = mjx.forward(model, data)
+        data = mjx.forward(model, self._episode_data(data, info))
         info = self._render_info(k_scene, info)
         zero = jnp.zeros((), jnp.float32)
         return self.observe(core.State(data, {}, zero, zero, {}, info))
@@ -227,7 +229,7 @@ class DMCEnv(RenderedEnv):
     def advance(self, state: core.State, action: jax.Array) -> core.State:
         a = core.validate_action(action, self.action_space.shape)
         ctrl = self._ctrl_low + (a + 1.0) * 0.5 * (self._ctrl_high - self._ctrl_low)
-        model = self._physics_model(state.info)
+        model = self._mjx_model
         data = state.data.replace(ctrl=ctrl)
         data = jax.lax.fori_loop(0, self.n_sub_steps, lambda _, d: mjx.step(model, d), data)
         data = mjx.forward(model, data)

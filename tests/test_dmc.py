@@ -1,0 +1,304 @@
+"""The dmc/ tasks against dm-control itself (the oracle): rewards, initial states, observations,
+physics trajectories and random-policy returns, plus registration and bad input.
+
+Rewards and observations are checked on states forwarded by C MuJoCo and moved to the device
+with ``mjx.put_data``, so only the task's reward / observation function is compiled here; the
+physics of a whole episode is compiled once per domain (one task each) for the trajectory and
+random-return checks.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import mujoco
+import numpy as np
+import pytest
+
+from pvm_mbrl import envs
+from pvm_mbrl.envs import dmc
+from pvm_mbrl.envs.dmc import rewards
+from pvm_mbrl.envs.mjx import mjx
+
+TASKS = sorted(dmc.TASKS)
+# One task per domain runs whole episodes (the physics is the domain's; tasks differ in reward
+# and initial state, which the state-wise checks cover for every task).
+EPISODE_TASKS = (
+    "cartpole_swingup",
+    "reacher_easy",
+    "finger_spin",
+    "walker_walk",
+    "cheetah_run",
+    "hopper_hop",
+    "pendulum_swingup",
+    "acrobot_swingup",
+    "ball_in_cup_catch",
+)
+# Trajectory error bound (max |qpos| difference over 50 control steps, same actions).
+TRAJECTORY_TOL = {"cartpole_swingup": 1e-3, "reacher_easy": 1e-3, "finger_spin": 2e-2}
+
+
+def split_name(name: str) -> tuple[str, str]:
+    domain = dmc.TASKS[name][0]
+    return domain, name[len(domain) + 1 :]
+
+
+@functools.cache
+def task_env(name: str):
+    return dmc.make_task(name, obs_mode="state", render=False)
+
+
+def oracle(name: str, seed: int = 0):
+    from dm_control import suite
+
+    domain, task = split_name(name)
+    return suite.load(domain, task, task_kwargs={"random": seed})
+
+
+def sample_states(env, n: int, seed: int):
+    """``n`` states: the first half from the task's initial distribution (velocities perturbed),
+    the second half with every hinge / slide joint uniform over its range (+-pi or +-1 m when
+    unlimited); velocities ~ N(0, 2^2) added, controls uniform in [-1, 1]."""
+    m = env.mj_model
+    keys = jax.random.split(jax.random.PRNGKey(seed), n)
+    qpos, qvel, info = jax.device_get(jax.jit(jax.vmap(env._init_episode))(keys))
+    qpos, qvel = np.array(qpos, np.float64), np.array(qvel, np.float64)
+    rng = np.random.default_rng(seed)
+    half = n // 2
+    for j in range(m.njnt):
+        kind = m.jnt_type[j]
+        if kind not in (mujoco.mjtJoint.mjJNT_HINGE, mujoco.mjtJoint.mjJNT_SLIDE):
+            continue
+        if m.jnt_limited[j]:
+            lo, hi = m.jnt_range[j]
+        else:
+            lo, hi = (-np.pi, np.pi) if kind == mujoco.mjtJoint.mjJNT_HINGE else (-1.0, 1.0)
+        qpos[half:, m.jnt_qposadr[j]] = rng.uniform(lo, hi, n - half)
+    qvel = qvel + rng.normal(0.0, 2.0, qvel.shape)
+    ctrl = rng.uniform(-1.0, 1.0, (n, m.nu))
+    return qpos, qvel, ctrl, info
+
+
+def host_data(env, qpos, qvel, ctrl, info) -> mujoco.MjData:
+    """C MuJoCo data of our model in this state (task state written by ``_episode_data``)."""
+    m = env.mj_model
+    d = mujoco.MjData(m)
+    d.qpos[:], d.qvel[:], d.ctrl[:] = qpos, qvel, ctrl
+    if m.nmocap:
+        dev = mjx.make_data(env.mjx_model).replace(qpos=jnp.asarray(qpos, jnp.float32))
+        dev = env._episode_data(dev, jax.tree.map(jnp.asarray, info))
+        d.mocap_pos[:] = np.asarray(dev.mocap_pos)
+        d.mocap_quat[:] = np.asarray(dev.mocap_quat)
+    mujoco.mj_forward(m, d)
+    return d
+
+
+def set_oracle(env, physics, qpos, qvel, ctrl, info) -> None:
+    with physics.reset_context():
+        physics.data.qpos[:] = qpos
+        physics.data.qvel[:] = qvel
+        env.sync_oracle(physics, info)
+    physics.data.ctrl[:] = ctrl
+    physics.forward()
+
+
+def _row(tree, i):
+    return jax.tree.map(lambda x: np.asarray(x)[i], tree)
+
+
+def _stack(datas):
+    return jax.tree.map(lambda *x: jnp.stack(x), *datas)
+
+
+# --- the shaping function ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", rewards.SIGMOIDS)
+def test_tolerance_matches_dm_control(kind):
+    from dm_control.utils import rewards as dm_rewards
+
+    x = np.linspace(-3.0, 3.0, 601)
+    for bounds, margin, value in (((0.0, 0.0), 1.0, 0.1), ((-0.5, 1.0), 2.0, 0.3)):
+        want = dm_rewards.tolerance(x, bounds, margin, kind, value)
+        got = rewards.tolerance(x, bounds, margin, kind, value)
+        np.testing.assert_allclose(np.asarray(got), want, atol=1e-6)
+    np.testing.assert_array_equal(
+        np.asarray(rewards.tolerance(x, (-1.0, 0.5))), dm_rewards.tolerance(x, (-1.0, 0.5))
+    )
+
+
+def test_tolerance_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="sigmoid"):
+        rewards.tolerance(1.0, margin=1.0, sigmoid_kind="logistic")
+    with pytest.raises(ValueError, match="lower <= upper"):
+        rewards.tolerance(1.0, (1.0, 0.0))
+    with pytest.raises(ValueError, match="value_at_1"):
+        rewards.tolerance(1.0, margin=1.0, value_at_margin=0.0)
+
+
+# --- every task, state by state ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_reward_and_observation_match_dm_control(name):
+    """200 states (qpos, qvel, ctrl and task state set identically in both): reward to 1e-4,
+    the flattened observation to 1e-4 (relative for large velocities)."""
+    env = task_env(name)
+    dm_env = oracle(name)
+    physics, task = dm_env.physics, dm_env.task
+    qpos, qvel, ctrl, info = sample_states(env, 200, seed=1)
+    datas, want_r, want_o = [], [], []
+    for i in range(len(qpos)):
+        inf = _row(info, i)
+        datas.append(mjx.put_data(env.mj_model, host_data(env, qpos[i], qvel[i], ctrl[i], inf)))
+        set_oracle(env, physics, qpos[i], qvel[i], ctrl[i], inf)
+        want_r.append(task.get_reward(physics))
+        want_o.append(np.concatenate([np.ravel(v) for v in task.get_observation(physics).values()]))
+    batch = _stack(datas)
+
+    def reward_obs(d, inf):
+        obs = env._observation(d, inf)
+        return env._reward(d, inf), jnp.concatenate([jnp.ravel(v) for v in obs.values()])
+
+    got_r, got_o = jax.device_get(jax.jit(jax.vmap(reward_obs))(batch, info))
+    want_r, want_o = np.asarray(want_r, np.float64), np.stack(want_o)
+    np.testing.assert_allclose(got_r, want_r, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(got_o, want_o, atol=1e-4, rtol=1e-4)
+    assert want_r.std() > 0 or name.endswith("sparse"), "the states do not exercise the reward"
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_initial_state_distribution_matches_dm_control(name):
+    """Reset observations of 300 episodes each: per-coordinate mean and standard deviation."""
+    env = task_env(name)
+    dm_env = oracle(name, seed=3)
+    want = np.stack(
+        [
+            np.concatenate([np.ravel(v) for v in dm_env.reset().observation.values()])
+            for _ in range(300)
+        ]
+    )
+    keys = jax.random.split(jax.random.PRNGKey(4), 300)
+    qpos, qvel, info = jax.device_get(jax.jit(jax.vmap(env._init_episode))(keys))
+    datas = [
+        mjx.put_data(
+            env.mj_model,
+            host_data(env, qpos[i], qvel[i], np.zeros(env.mj_model.nu), _row(info, i)),
+        )
+        for i in range(len(qpos))
+    ]
+
+    def obs(d, inf):
+        return jnp.concatenate([jnp.ravel(v) for v in env._observation(d, inf).values()])
+
+    got = np.asarray(jax.jit(jax.vmap(obs))(_stack(datas), info))
+    assert got.shape == want.shape
+    scale = np.maximum(want.std(0), got.std(0))
+    # Means agree within 5 standard errors, spreads within 25% (or both near-constant).
+    np.testing.assert_array_less(
+        np.abs(got.mean(0) - want.mean(0)), 5 * scale / np.sqrt(300) + 1e-3
+    )
+    both = scale > 1e-3
+    ratio = got.std(0)[both] / want.std(0)[both]
+    assert np.all((ratio > 0.75) & (ratio < 1.33)), ratio
+
+
+# --- whole episodes, one task per domain ---------------------------------------------------
+
+
+@functools.cache
+def rollout_fn(name: str):
+    """Jitted ``(keys [B], actions [B, T, A]) -> (qpos [B, T, nq], reward [B, T], start)``
+    of the unwrapped task (one control step per action)."""
+    env = task_env(name)
+
+    def run(key, actions):
+        s0 = env.reset(key)
+
+        def body(s, a):
+            s = env.step(s, a)
+            return s, (s.data.qpos, s.reward)
+
+        _, (qpos, rew) = jax.lax.scan(body, s0, actions)
+        return qpos, rew, (s0.data.qpos, s0.data.qvel, s0.info)
+
+    return jax.jit(jax.vmap(run))
+
+
+def oracle_rollout(name, start, actions):
+    """dm-control's env from the same start (and task state), same actions: qpos and rewards."""
+    env = task_env(name)
+    dm_env = oracle(name)
+    dm_env.reset()
+    qpos0, qvel0, info = start
+    set_oracle(env, dm_env.physics, qpos0, qvel0, np.zeros(env.mj_model.nu), info)
+    qs, rs = [], []
+    for a in actions:
+        step = dm_env.step(a)
+        qs.append(dm_env.physics.data.qpos.copy())
+        rs.append(step.reward)
+    return np.stack(qs), np.asarray(rs)
+
+
+@pytest.mark.parametrize("name", EPISODE_TASKS)
+def test_random_returns_and_trajectories_match_dm_control(name):
+    """Same starts, same uniform random actions, whole 1,000-step episodes: the mean return of
+    4 episodes within 5% of dm-control's; on cartpole, reacher and finger the first 50 steps'
+    qpos within ``TRAJECTORY_TOL``."""
+    env = task_env(name)
+    n, t = 4, env.episode_length
+    rng = np.random.default_rng(5)
+    actions = rng.uniform(-1.0, 1.0, (n, t, env.mj_model.nu)).astype(np.float32)
+    keys = jax.random.split(jax.random.PRNGKey(6), n)
+    qpos, rew, start = jax.device_get(rollout_fn(name)(keys, actions))
+    ours, theirs = [], []
+    for i in range(n):
+        want_q, want_r = oracle_rollout(name, _row(start, i), actions[i])
+        ours.append(rew[i].sum())
+        theirs.append(want_r.sum())
+        if name in TRAJECTORY_TOL:
+            err = np.abs(qpos[i, :50] - want_q[:50]).max()
+            assert err < TRAJECTORY_TOL[name], (i, err)
+    ours, theirs = float(np.mean(ours)), float(np.mean(theirs))
+    assert abs(ours - theirs) <= 0.05 * max(abs(theirs), 1.0), (ours, theirs)
+
+
+# --- registration and bad input ------------------------------------------------------------
+
+
+def test_every_task_is_registered_with_the_suite_episode():
+    names = envs.registered()
+    assert all(f"dmc/{t}" in names for t in TASKS)
+    env = envs.make("dmc/cartpole_swingup", action_repeat=2, obs_mode="state", render=False)
+    assert env.episode_length == 500 and env.max_episode_return == 1000.0
+    assert env.action_space.shape == (1,)
+    assert env.observation_space["state"].shape == (5,)
+
+
+def test_unknown_task_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="dmc/cartpole_swingup"):
+        envs.make("dmc/cartpole_swing")
+    with pytest.raises(ValueError, match=r"valid: .*walker_walk"):
+        dmc.make_task("walker_jog")
+
+
+def test_missing_dm_control_names_the_extra(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "dm_control" else real(n, *a)
+    )
+    with pytest.raises(ImportError, match=r"pvm_mbrl\[dmc\]"):
+        dmc.make_task("cartpole_balance", obs_mode="state", render=False)
+
+
+def test_bad_arguments_raise():
+    with pytest.raises(ValueError, match="split"):
+        dmc.make_task("cartpole_balance", split="test")
+    with pytest.raises(ValueError, match="camera"):
+        dmc.make_task("cartpole_balance", camera="wrist")
+    with pytest.raises(ValueError, match="obs_mode"):
+        dmc.make_task("cartpole_balance", obs_mode="proprio")
