@@ -4,9 +4,10 @@ Initialisation follows the official code's ``trunc_normal_in``: a normal truncat
 standard deviations with variance ``1 / fan_in``, then multiplied by ``outscale`` (so the
 weights' standard deviation is ``outscale / sqrt(fan_in)``); biases zero; ``outscale = 0`` gives
 an all-zero layer (the reward and critic heads start by predicting exactly 0). A block-diagonal
-layer takes its fan-in over the whole input, as the official ``BlockLinear`` does. Every hidden layer is ``Linear -> RMSNorm -> SiLU``
-with the norm's ``eps = 1e-4``. Parameters are float32; ``dtype`` sets the compute dtype (e.g.
-``jnp.bfloat16`` for mixed precision), and norms compute in float32.
+layer takes its fan-in over the whole input, as the official ``BlockLinear`` does. Every hidden
+layer is ``Linear -> RMSNorm -> SiLU`` with the norm's ``eps = 1e-4``. Parameters are float32;
+``dtype`` sets the compute dtype (e.g. ``jnp.bfloat16`` for mixed precision), and norms compute
+in float32.
 """
 
 from __future__ import annotations

@@ -54,14 +54,15 @@ def suite_dir() -> pathlib.Path:
     return pathlib.Path(next(iter(spec.submodule_search_locations))) / "suite"
 
 
-def load_model(domain: str) -> mujoco.MjModel:
+def load_model(domain: str, edit=None) -> mujoco.MjModel:
     """The suite's model ``<domain>.xml`` (with its ``common/`` includes) with the changes
     every dmc/ task makes for MJX:
 
     - ``energy`` is disabled (MJX does not compute it; no reward or observation reads it);
     - ``NUM_DISTRACTORS`` sphere geoms are added in a static body at the end of the world body
       (group ``DISTRACTOR_GROUP``, no contacts, no mass), so the ``distractors`` shift has geoms
-      to draw; they do not change the ids of the suite's own geoms or bodies, or the dynamics.
+      to draw; they do not change the ids of the suite's own geoms or bodies, or the dynamics;
+    - ``edit(root)``, when given, changes the parsed MJCF (``xml.etree`` root) in place first.
     """
     folder = suite_dir()
     path = folder / f"{domain}.xml"
@@ -69,6 +70,8 @@ def load_model(domain: str) -> mujoco.MjModel:
         raise ValueError(f"dm-control has no suite model {path.name} (in {folder})")
     assets = {f"./common/{f.name}": f.read_bytes() for f in (folder / "common").glob("*.xml")}
     root = ET.fromstring(path.read_text())
+    if edit is not None:
+        edit(root)
     world = root.find("worldbody")
     body = ET.SubElement(world, "body", name="distractors", pos="0 0 0")
     for i in range(NUM_DISTRACTORS):
@@ -144,7 +147,7 @@ class DMCEnv(RenderedEnv):
         self.obs_mode = obs_mode
         self.render = bool(render)
         self.render_shadows = bool(render_shadows)
-        m = self._mj_model = self._adapt_model(load_model(self.domain))
+        m = self._mj_model = self._adapt_model(load_model(self.domain, self._edit_xml))
         self._mjx_model = mjx.put_model(m, impl=impl)
         camera = self.default_camera if camera is None else camera
         self._camera_id = _camera_id(m, camera)
@@ -161,6 +164,9 @@ class DMCEnv(RenderedEnv):
         self._obs_size = None
 
     # ----- hooks -----------------------------------------------------------------------------
+    def _edit_xml(self, root: ET.Element) -> None:
+        """Domain-specific MJCF changes for MJX, made in place (listed in its docstring)."""
+
     def _adapt_model(self, m: mujoco.MjModel) -> mujoco.MjModel:
         """Domain-specific changes for MJX (listed in the domain's docstring)."""
         return m
