@@ -259,14 +259,16 @@ class DMCEnv(RenderedEnv):
         return state.replace(obs=obs)
 
     def _scene_roles(self, geom):
+        """The floor plays the table's part (the surface the task happens on: the ``texture``
+        preset's dark wood and ``surface_texture`` re-texture it)."""
         from pvm_mbrl import shifts
 
         def drawn(names):
             return np.array([geom.index(n) for n in names if n in geom.geom_names], np.int32)
 
         return shifts.SceneRoles(
-            table=np.zeros(0, np.int32),
-            floor=drawn(self.floor_geoms),
+            table=drawn(self.floor_geoms),
+            floor=np.zeros(0, np.int32),
             objects=drawn(self.object_geoms),
             robot=drawn(self.robot_geoms),
             distractors=drawn([f"distractor{i}_geom" for i in range(NUM_DISTRACTORS)]),
