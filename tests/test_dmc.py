@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import mujoco
 import numpy as np
 import pytest
+import scipy.stats
 
 from pvm_mbrl import envs
 from pvm_mbrl.envs import dmc
@@ -31,7 +32,7 @@ EPISODE_TASKS = (
     "finger_spin",
     "walker_walk",
     "cheetah_run",
-    "hopper_hop",
+    "hopper_stand",
     "pendulum_swingup",
     "acrobot_swingup",
     "ball_in_cup_catch",
@@ -173,7 +174,7 @@ def test_reward_and_observation_match_dm_control(name):
 
 @pytest.mark.parametrize("name", TASKS)
 def test_initial_state_distribution_matches_dm_control(name):
-    """Reset observations of 300 episodes each: per-coordinate mean and standard deviation."""
+    """Reset observations of 300 episodes each: the same distribution, coordinate by coordinate."""
     env = task_env(name)
     dm_env = oracle(name, seed=3)
     want = np.stack(
@@ -197,14 +198,11 @@ def test_initial_state_distribution_matches_dm_control(name):
 
     got = np.asarray(jax.jit(jax.vmap(obs))(_stack(datas), info))
     assert got.shape == want.shape
-    scale = np.maximum(want.std(0), got.std(0))
-    # Means agree within 5 standard errors, spreads within 25% (or both near-constant).
-    np.testing.assert_array_less(
-        np.abs(got.mean(0) - want.mean(0)), 5 * scale / np.sqrt(300) + 1e-3
-    )
-    both = scale > 1e-3
-    ratio = got.std(0)[both] / want.std(0)[both]
-    assert np.all((ratio > 0.75) & (ratio < 1.33)), ratio
+    # Two-sample Kolmogorov-Smirnov test per coordinate (fixed seeds, so not flaky; 1e-4 leaves
+    # room for the ~20 coordinates of a task).
+    for j in range(want.shape[1]):
+        p = scipy.stats.ks_2samp(got[:, j], want[:, j]).pvalue
+        assert p > 1e-4, f"observation coordinate {j}: KS p-value {p:.2g}"
 
 
 # --- whole episodes, one task per domain ---------------------------------------------------
@@ -212,8 +210,8 @@ def test_initial_state_distribution_matches_dm_control(name):
 
 @functools.cache
 def rollout_fn(name: str):
-    """Jitted ``(keys [B], actions [B, T, A]) -> (qpos [B, T, nq], reward [B, T], start)``
-    of the unwrapped task (one control step per action)."""
+    """Jitted ``(keys [B], actions [B, T, A]) -> (qpos, reward, observation, start)`` of the
+    unwrapped task (one control step per action; time on axis 1)."""
     env = task_env(name)
 
     def run(key, actions):
@@ -221,27 +219,29 @@ def rollout_fn(name: str):
 
         def body(s, a):
             s = env.step(s, a)
-            return s, (s.data.qpos, s.reward)
+            return s, (s.data.qpos, s.reward, s.obs["proprio"])
 
-        _, (qpos, rew) = jax.lax.scan(body, s0, actions)
-        return qpos, rew, (s0.data.qpos, s0.data.qvel, s0.info)
+        _, (qpos, rew, obs) = jax.lax.scan(body, s0, actions)
+        return qpos, rew, obs, (s0.data.qpos, s0.data.qvel, s0.info)
 
     return jax.jit(jax.vmap(run))
 
 
 def oracle_rollout(name, start, actions):
-    """dm-control's env from the same start (and task state), same actions: qpos and rewards."""
+    """dm-control's env from the same start (and task state), same actions: qpos, rewards and
+    flattened observations."""
     env = task_env(name)
     dm_env = oracle(name)
     dm_env.reset()
     qpos0, qvel0, info = start
     set_oracle(env, dm_env.physics, qpos0, qvel0, np.zeros(env.mj_model.nu), info)
-    qs, rs = [], []
+    qs, rs, os = [], [], []
     for a in actions:
         step = dm_env.step(a)
         qs.append(dm_env.physics.data.qpos.copy())
         rs.append(step.reward)
-    return np.stack(qs), np.asarray(rs)
+        os.append(np.concatenate([np.ravel(v) for v in step.observation.values()]))
+    return np.stack(qs), np.asarray(rs), np.stack(os)
 
 
 @pytest.mark.parametrize("name", EPISODE_TASKS)
@@ -249,21 +249,23 @@ def test_random_returns_and_trajectories_match_dm_control(name):
     """Same starts, same uniform random actions, whole 1,000-step episodes: the mean return of
     4 episodes within 5% of dm-control's (at least 1 point: random finger_spin earns 1-3 points
     of 1,000, and contact chaos moves single rewarded steps); on cartpole, reacher and finger
-    the first 50 steps' qpos within ``TRAJECTORY_TOL``."""
+    the first 50 steps' qpos within ``TRAJECTORY_TOL`` and their observations close."""
     env = task_env(name)
     n, t = 4, env.episode_length
     rng = np.random.default_rng(5)
     actions = rng.uniform(-1.0, 1.0, (n, t, env.mj_model.nu)).astype(np.float32)
     keys = jax.random.split(jax.random.PRNGKey(6), n)
-    qpos, rew, start = jax.device_get(rollout_fn(name)(keys, actions))
+    qpos, rew, obs, start = jax.device_get(rollout_fn(name)(keys, actions))
     ours, theirs = [], []
     for i in range(n):
-        want_q, want_r = oracle_rollout(name, _row(start, i), actions[i])
+        want_q, want_r, want_o = oracle_rollout(name, _row(start, i), actions[i])
         ours.append(rew[i].sum())
         theirs.append(want_r.sum())
         if name in TRAJECTORY_TOL:
             err = np.abs(qpos[i, :50] - want_q[:50]).max()
             assert err < TRAJECTORY_TOL[name], (i, err)
+            # Observations after each step, touch sensors included (one substep stale in both).
+            np.testing.assert_allclose(obs[i, :50], want_o[:50], atol=0.05, rtol=0.01)
     ours, theirs = float(np.mean(ours)), float(np.mean(theirs))
     assert abs(ours - theirs) <= 0.05 * max(abs(theirs), 20.0), (ours, theirs)
 

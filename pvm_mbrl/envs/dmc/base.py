@@ -7,8 +7,10 @@ The model is the suite's own MJCF, read from the installed ``dm-control`` packag
 
 One control step sets ``ctrl`` from the action (``[-1, 1]`` mapped linearly onto the actuators'
 ``ctrlrange``, which is ``[-1, 1]`` in every task here), runs ``n_sub_steps`` physics steps and
-then ``mjx.forward``, so that positions, velocities and sensors belong to the new state as they
-do after dm-control's step (which ends with ``mj_step1``). Rewards are computed on that state.
+then ``mjx.forward``, so that positions, velocities and their sensors belong to the new state as
+they do after dm-control's step (which ends with ``mj_step1``); acceleration-stage sensors
+(touch) keep the values of the last physics step, as ``mj_step1`` leaves them. Rewards are
+computed on that state.
 An episode is ``time_limit / control_timestep`` control steps (1,000 in every task here);
 ``envs.make`` divides it by the action repeat. No task terminates early; a state that is no
 longer finite ends the episode with ``done`` (dm-control raises a ``PhysicsError`` there).
@@ -156,6 +158,8 @@ class DMCEnv(RenderedEnv):
         control = self.control_timestep or dt
         self.n_sub_steps = _whole(control / dt, "control_timestep / timestep")
         self._episode_length = _whole(self.time_limit / control, "time_limit / control_timestep")
+        acc = m.sensor_needstage == int(mujoco.mjtStage.mjSTAGE_ACC)
+        self._acc_sensors = np.repeat(acc, m.sensor_dim) if m.nsensor else np.zeros(0, bool)
         self._ctrl_low = jnp.asarray(m.actuator_ctrlrange[:, 0], jnp.float32)
         self._ctrl_high = jnp.asarray(m.actuator_ctrlrange[:, 1], jnp.float32)
         self._geometry = None
@@ -237,8 +241,11 @@ class DMCEnv(RenderedEnv):
         ctrl = self._ctrl_low + (a + 1.0) * 0.5 * (self._ctrl_high - self._ctrl_low)
         model = self._mjx_model
         data = state.data.replace(ctrl=ctrl)
-        data = jax.lax.fori_loop(0, self.n_sub_steps, lambda _, d: mjx.step(model, d), data)
-        data = mjx.forward(model, data)
+        stepped = jax.lax.fori_loop(0, self.n_sub_steps, lambda _, d: mjx.step(model, d), data)
+        data = mjx.forward(model, stepped)
+        if self._acc_sensors.any():
+            sensordata = jnp.where(self._acc_sensors, stepped.sensordata, data.sensordata)
+            data = data.replace(sensordata=sensordata)
         reward = jnp.asarray(self._reward(data, state.info), jnp.float32)
         unstable = ~(jnp.all(jnp.isfinite(data.qpos)) & jnp.all(jnp.isfinite(data.qvel)))
         return state.replace(
