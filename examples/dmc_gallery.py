@@ -16,7 +16,6 @@ import os
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 import jax
-import jax.numpy as jnp
 import mujoco
 import numpy as np
 
@@ -24,23 +23,11 @@ from pvm_mbrl.envs import dmc
 from pvm_mbrl.envs.mjx import mjx
 
 
-def start_state(env, seed: int) -> mujoco.MjData:
-    """One start state of ``env``'s initial distribution, forwarded by C MuJoCo."""
-    qpos, qvel, info = jax.device_get(jax.jit(env._init_episode)(jax.random.PRNGKey(seed)))
-    m = env.mj_model
-    d = mujoco.MjData(m)
-    d.qpos[:], d.qvel[:] = qpos, qvel
-    if m.nmocap:
-        dev = env._episode_data(mjx.make_data(env.mjx_model), jax.tree.map(jnp.asarray, info))
-        d.mocap_pos[:], d.mocap_quat[:] = np.asarray(dev.mocap_pos), np.asarray(dev.mocap_quat)
-    mujoco.mj_forward(m, d)
-    return d
-
-
 def both(name: str, size: int, seed: int):
     """(ours rgb, MuJoCo rgb, share of agreeing segmentation pixels) of one start state."""
     env = dmc.make_task(name, image_size=size)
-    d = start_state(env, seed)
+    qpos, qvel, info = jax.device_get(jax.jit(env._init_episode)(jax.random.PRNGKey(seed)))
+    d = env.host_data(qpos, qvel, info)
     cam = env._camera_id
     info = {"scene": env.scene_params(jax.random.PRNGKey(0))}
     out = jax.jit(env.render_output)(mjx.put_data(env.mj_model, d), info)

@@ -14,7 +14,6 @@ import pytest
 from pvm_mbrl import envs
 from pvm_mbrl.envs import dmc
 from pvm_mbrl.envs import render as render_lib
-from pvm_mbrl.envs.mjx import mjx
 
 H = W = 64
 
@@ -42,18 +41,8 @@ def start_states(env, n: int, seed: int):
     """``n`` host ``MjData`` of the task's initial distribution, forwarded by C MuJoCo."""
     keys = jax.random.split(jax.random.PRNGKey(seed), n)
     qpos, qvel, info = jax.device_get(jax.jit(jax.vmap(env._init_episode))(keys))
-    out = []
-    for i in range(n):
-        m = env.mj_model
-        d = mujoco.MjData(m)
-        d.qpos[:], d.qvel[:] = qpos[i], qvel[i]
-        if m.nmocap:
-            inf = jax.tree.map(lambda x, i=i: jnp.asarray(x[i]), info)
-            dev = env._episode_data(mjx.make_data(env.mjx_model), inf)
-            d.mocap_pos[:], d.mocap_quat[:] = np.asarray(dev.mocap_pos), np.asarray(dev.mocap_quat)
-        mujoco.mj_forward(m, d)
-        out.append(d)
-    return out
+    rows = [jax.tree.map(lambda x, i=i: x[i], info) for i in range(n)]
+    return [env.host_data(qpos[i], qvel[i], rows[i]) for i in range(n)]
 
 
 @pytest.mark.parametrize("name", sorted(dmc.TASKS))

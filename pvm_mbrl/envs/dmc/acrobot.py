@@ -15,10 +15,10 @@ Changes for MJX: only the ones every dmc/ task makes (``base.load_model``).
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
 from pvm_mbrl.envs.dmc import base
+from pvm_mbrl.envs.dmc.randomize import random_joint_qpos
 from pvm_mbrl.envs.dmc.rewards import tolerance
 
 
@@ -39,7 +39,7 @@ class Acrobot(base.DMCEnv):
         self._target_radius = float(self._mj_model.site_size[self._target, 0])
 
     def _init_episode(self, key):
-        qpos = jax.random.uniform(key, (2,), minval=-jnp.pi, maxval=jnp.pi)
+        qpos = random_joint_qpos(self._mj_model, key)
         return qpos, jnp.zeros((2,)), {}
 
     def _reward(self, data, info):

@@ -19,8 +19,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from pvm_mbrl.envs.dmc import base
-from pvm_mbrl.envs.mjx import mjx
+from pvm_mbrl.envs.dmc import base, randomize
 
 _XZ = jnp.array([0, 2])
 
@@ -47,24 +46,15 @@ class BallInCup(base.DMCEnv):
         )
 
     def _init_episode(self, key):
-        model = self._mjx_model
         qpos0 = jnp.asarray(self._mj_model.qpos0, jnp.float32)
-        data0 = mjx.make_data(model)
 
         def draw(key):
-            key, k_x, k_z = jax.random.split(key, 3)
+            k_x, k_z = jax.random.split(key)
             x = jax.random.uniform(k_x, minval=-0.2, maxval=0.2)
             z = jax.random.uniform(k_z, minval=0.2, maxval=0.5)
-            return key, qpos0.at[self._ball_qpos].set(jnp.stack([x, z]))
+            return qpos0.at[self._ball_qpos].set(jnp.stack([x, z]))
 
-        def penetrating(qpos):
-            d = mjx.collision(model, mjx.kinematics(model, data0.replace(qpos=qpos)))
-            return jnp.any(d._impl.contact.dist < 0.0)  # MJX keeps contacts in _impl
-
-        def redraw(carry):
-            return draw(carry[0])
-
-        _, qpos = jax.lax.while_loop(lambda c: penetrating(c[1]), redraw, draw(key))
+        qpos = randomize.reject_contacts(self._mjx_model, key, draw)
         return qpos, jnp.zeros_like(qpos), {}
 
     def _reward(self, data, info):

@@ -285,6 +285,22 @@ class DMCEnv(RenderedEnv):
         )
 
     # ----- helpers ---------------------------------------------------------------------------
+    def host_data(self, qpos, qvel, info, ctrl=None) -> mujoco.MjData:
+        """C MuJoCo ``MjData`` of this model in the state ``qpos, qvel`` with the task state
+        ``info`` (one episode, not batched) and ``ctrl``, forwarded: for checks against
+        dm-control and ``mujoco.Renderer`` (``mjx.put_data`` moves it to the device)."""
+        m = self._mj_model
+        d = mujoco.MjData(m)
+        d.qpos[:], d.qvel[:] = np.asarray(qpos), np.asarray(qvel)
+        if ctrl is not None:
+            d.ctrl[:] = np.asarray(ctrl)
+        if m.nmocap:
+            dev = mjx.make_data(self._mjx_model).replace(qpos=jnp.asarray(qpos, jnp.float32))
+            dev = self._episode_data(dev, jax.tree.map(jnp.asarray, info))
+            d.mocap_pos[:], d.mocap_quat[:] = np.asarray(dev.mocap_pos), np.asarray(dev.mocap_quat)
+        mujoco.mj_forward(m, d)
+        return d
+
     def name2id(self, kind: str, name: str) -> int:
         """Model id of the ``kind`` ("body", "geom", "joint", "site", "sensor") ``name``."""
         obj = getattr(mujoco.mjtObj, f"mjOBJ_{kind.upper()}")

@@ -29,8 +29,7 @@ import jax.numpy as jnp
 import mujoco
 import numpy as np
 
-from pvm_mbrl.envs.dmc import base
-from pvm_mbrl.envs.mjx import mjx
+from pvm_mbrl.envs.dmc import base, randomize
 
 SPIN_VELOCITY = 15.0  # rad/s: the spinner counts as spinning below minus this
 SPIN_DAMPING = 0.03  # the spinner's hinge damping in the spin task
@@ -64,8 +63,6 @@ class Finger(base.DMCEnv):
         self._target_y = float(m.body_pos[self.name2id("body", "target"), 1])
         # The tip of the spinner travels a circle of the capsules' half-length plus radius.
         self._tip_radius = float(m.geom_size[self.name2id("geom", "cap1")].sum())
-        ranges = [m.jnt_range[j] if m.jnt_limited[j] else (-np.pi, np.pi) for j in range(m.njnt)]
-        self._qpos_low, self._qpos_high = (np.array(r, np.float32) for r in zip(*ranges))
 
     def _edit_xml(self, root):
         world = root.find("worldbody")
@@ -95,30 +92,13 @@ class Finger(base.DMCEnv):
         return m
 
     # ----- initial state ---------------------------------------------------------------------
-    def _touching(self, qpos):
-        """Whether any two geoms touch in configuration ``qpos``."""
-        model = self._mjx_model
-        data = mjx.kinematics(model, mjx.make_data(model).replace(qpos=qpos))
-        return jnp.any(mjx.collision(model, data)._impl.contact.dist <= 0.0)
-
     def _draw_qpos(self, key):
-        low, high = jnp.asarray(self._qpos_low), jnp.asarray(self._qpos_high)
-        return jax.random.uniform(key, low.shape, minval=low, maxval=high)
+        """Proximal and distal uniform over their ranges, the hinge uniform in [-pi, pi]."""
+        return randomize.random_joint_qpos(self._mj_model, key)
 
     def _init_episode(self, key):
         k_target, k_qpos = jax.random.split(key)
-
-        def redraw(carry):
-            key, _, n = carry
-            key, sub = jax.random.split(key)
-            return key, self._draw_qpos(sub), n + 1
-
-        def again(carry):
-            _, qpos, n = carry
-            return (n < MAX_DRAWS) & self._touching(qpos)
-
-        k_qpos, sub = jax.random.split(k_qpos)
-        _, qpos, _ = jax.lax.while_loop(again, redraw, (k_qpos, self._draw_qpos(sub), 1))
+        qpos = randomize.reject_contacts(self._mjx_model, k_qpos, self._draw_qpos, MAX_DRAWS)
         info = {}
         if self.task == "turn":
             angle = jax.random.uniform(k_target, (), minval=-jnp.pi, maxval=jnp.pi)

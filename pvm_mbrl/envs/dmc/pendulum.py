@@ -14,11 +14,11 @@ ones every dmc/ task makes (``base.load_model``).
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from pvm_mbrl.envs.dmc import base
+from pvm_mbrl.envs.dmc.randomize import random_joint_qpos
 from pvm_mbrl.envs.dmc.rewards import tolerance
 
 _UPRIGHT_COS = float(np.cos(np.deg2rad(8.0)))
@@ -37,7 +37,7 @@ class Pendulum(base.DMCEnv):
         self._pole = self.name2id("body", "pole")
 
     def _init_episode(self, key):
-        qpos = jax.random.uniform(key, (1,), minval=-jnp.pi, maxval=jnp.pi)
+        qpos = random_joint_qpos(self._mj_model, key)
         return qpos, jnp.zeros((1,)), {}
 
     def _reward(self, data, info):

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from pvm_mbrl.envs.dmc import base
+from pvm_mbrl.envs.dmc.randomize import random_joint_qpos
 from pvm_mbrl.envs.dmc.rewards import tolerance
 
 
@@ -61,14 +62,11 @@ class Reacher(base.DMCEnv):
         return m
 
     def _init_episode(self, key):
-        k_shoulder, k_wrist, k_angle, k_radius = jax.random.split(key, 4)
-        lo, hi = self._mj_model.jnt_range[self.name2id("joint", "wrist")]
-        shoulder = jax.random.uniform(k_shoulder, (), minval=-jnp.pi, maxval=jnp.pi)
-        wrist = jax.random.uniform(k_wrist, (), minval=lo, maxval=hi)
+        k_qpos, k_angle, k_radius = jax.random.split(key, 3)
+        qpos = random_joint_qpos(self._mj_model, k_qpos)
         angle = jax.random.uniform(k_angle, (), minval=0.0, maxval=2 * jnp.pi)
         radius = jax.random.uniform(k_radius, (), minval=0.05, maxval=0.2)
         target = radius * jnp.stack([jnp.sin(angle), jnp.cos(angle)])
-        qpos = jnp.stack([shoulder, wrist])
         return qpos, jnp.zeros(self._mj_model.nv), {"target": target}
 
     def _episode_data(self, data, info):
