@@ -24,6 +24,9 @@ from pvm_mbrl.envs.dmc import rewards
 from pvm_mbrl.envs.mjx import mjx
 
 TASKS = sorted(dmc.TASKS)
+ONE_PER_DOMAIN = sorted(
+    {min(t for t in TASKS if dmc.TASKS[t][0] == d) for d, _ in dmc.TASKS.values()}
+)
 # One task per domain runs whole episodes (the physics is the domain's; tasks differ in reward
 # and initial state, which the state-wise checks cover for every task). The four whose episode
 # compiles and runs longest (1-2.5 min each on 2 cores) are ``slow`` (``make test-all``);
@@ -134,6 +137,40 @@ def test_tolerance_rejects_bad_arguments():
         rewards.tolerance(1.0, (1.0, 0.0))
     with pytest.raises(ValueError, match="value_at_1"):
         rewards.tolerance(1.0, margin=1.0, value_at_margin=0.0)
+
+
+# --- the models --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ONE_PER_DOMAIN)
+def test_model_dynamics_equal_the_suite(name):
+    """Body by body (by name) the masses and inertias, joint by joint the damping, range and
+    the joint-space inertia at qpos0, the actuators, the options and the solver's mean-inertia
+    scale equal those of dm-control's model after its reset (only what is drawn was changed)."""
+    env, dm_env = task_env(name), oracle(name)
+    dm_env.reset()
+    a, b = env.mj_model, dm_env.physics.model.ptr
+
+    def ids(m, kind, n):
+        obj = getattr(mujoco.mjtObj, f"mjOBJ_{kind}")
+        return [mujoco.mj_name2id(m, obj, mujoco.mj_id2name(b, obj, i)) for i in range(n)]
+
+    bodies = ids(a, "BODY", b.nbody)[1:]  # the world body has no name in some models
+    np.testing.assert_allclose(a.body_mass[bodies], b.body_mass[1:], rtol=1e-12)
+    np.testing.assert_allclose(a.body_inertia[bodies], b.body_inertia[1:], rtol=1e-12)
+    joints = ids(a, "JOINT", b.njnt)
+    np.testing.assert_array_equal(a.jnt_range[joints], b.jnt_range)
+    np.testing.assert_allclose(a.dof_damping, b.dof_damping)
+    np.testing.assert_allclose(a.dof_M0, b.dof_M0, rtol=1e-10)
+    np.testing.assert_array_equal(a.actuator_gear, b.actuator_gear)
+    np.testing.assert_array_equal(a.actuator_ctrlrange, b.actuator_ctrlrange)
+    assert (a.opt.timestep, a.opt.integrator, a.opt.solver, a.opt.iterations) == (
+        b.opt.timestep,
+        b.opt.integrator,
+        b.opt.solver,
+        b.opt.iterations,
+    )
+    assert a.stat.meaninertia == pytest.approx(b.stat.meaninertia, rel=1e-10)
 
 
 # --- every task, state by state ------------------------------------------------------------

@@ -14,12 +14,17 @@ Observation: ``position`` (qpos without the horizontal root position), then ``ve
 (qvel). The cheetah runs along x and camera 0 (``side``) follows its centre of mass;
 distractors stay in the world frame, so their box is placed around the start (x in [-1.3, 1.3],
 just behind the cheetah's plane) and the cheetah leaves them behind as it runs. Changes for
-MJX: only the ones every dmc/ task makes (``base.load_model``).
+MJX: only the ones every dmc/ task makes (``base.load_model``); the model's deprecated
+``<compiler settotalmass="14">`` (MuJoCo prints a warning for it) is applied instead with
+``mujoco.mj_setTotalmass`` and ``mujoco.mj_setConst`` after compiling (masses, inertias and
+the constants derived from them equal the suite's compiled model; tested).
 """
 
 from __future__ import annotations
 
 import jax
+import mujoco
+import numpy as np
 
 from pvm_mbrl.envs.dmc import base
 from pvm_mbrl.envs.dmc.randomize import random_joint_qpos
@@ -37,6 +42,17 @@ class Cheetah(base.DMCEnv):
     floor_geoms = ("ground",)
     distractor_low = (-1.3, 0.3, 0.1)
     distractor_high = (1.3, 1.2, 1.4)
+
+    def _edit_xml(self, root):
+        compiler = root.find("compiler")
+        self._total_mass = float(compiler.attrib.pop("settotalmass"))
+
+    def _adapt_model(self, m):
+        mujoco.mj_setTotalmass(m, self._total_mass)
+        mujoco.mj_setConst(m, mujoco.MjData(m))  # the constants derived from the masses
+        # and the mean inertia the solver scales by (mean of the joint-space diagonal at qpos0)
+        m.stat.meaninertia = float(np.mean(m.dof_M0))
+        return m
 
     def _init_episode(self, key):
         model = self._mjx_model
