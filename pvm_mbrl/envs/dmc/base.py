@@ -56,6 +56,18 @@ def suite_dir() -> pathlib.Path:
     return pathlib.Path(next(iter(spec.submodule_search_locations))) / "suite"
 
 
+def suite_look() -> dict[str, tuple[float, ...]]:
+    """The suite's grid floor and sky colours (``rgb1``/``rgb2`` of the ``grid`` and ``skybox``
+    textures in its ``common/`` files), which the compiled model keeps only as bitmaps."""
+    folder = suite_dir() / "common"
+    out = {}
+    for file, name in (("materials.xml", "grid"), ("skybox.xml", "skybox")):
+        tex = ET.parse(folder / file).getroot().find(f".//texture[@name='{name}']")
+        for k in ("rgb1", "rgb2"):
+            out[f"{name}_{k}"] = tuple(float(v) for v in tex.get(k).split())
+    return out
+
+
 def load_model(domain: str, edit=None) -> mujoco.MjModel:
     """The suite's model ``<domain>.xml`` (with its ``common/`` includes) with the changes
     every dmc/ task makes for MJX:
@@ -163,6 +175,7 @@ class DMCEnv(RenderedEnv):
         self._ctrl_low = jnp.asarray(m.actuator_ctrlrange[:, 0], jnp.float32)
         self._ctrl_high = jnp.asarray(m.actuator_ctrlrange[:, 1], jnp.float32)
         self._geometry = None
+        self._look = suite_look()
         self.shift = None
         self.set_shift(shift)
         self._obs_size = None
@@ -264,6 +277,34 @@ class DMCEnv(RenderedEnv):
         if "pixels" in self.obs_mode:
             obs["pixels"] = self.render_pixels(state.data, state.info)
         return state.replace(obs=obs)
+
+    def scene_params(self, key: jax.Array):
+        """The default look with the suite's grid floor (a checker of its two colours, 0.5 m
+        squares as its 2 x 2 checker texture repeated once per metre) and its gradient sky."""
+        from pvm_mbrl.envs import render as render_lib
+
+        p = super().scene_params(key)
+        look, m = self._look, self._mj_model
+        grid = [
+            self._geometry.index(int(g))
+            for g in self._geometry.geom_ids
+            if m.geom_matid[g] >= 0
+            and mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_MATERIAL, m.geom_matid[g]) == "grid"
+        ]
+        if grid:
+            idx = np.array(grid)
+            p = p.replace(
+                geom_rgb=p.geom_rgb.at[idx].set(jnp.asarray(look["grid_rgb1"])),
+                texture_id=p.texture_id.at[idx].set(render_lib.TEXTURES["checker"]),
+                texture_rgb=p.texture_rgb.at[idx].set(jnp.asarray(look["grid_rgb2"])),
+                texture_scale=p.texture_scale.at[idx].set(2.0),
+                texture_mix=p.texture_mix.at[idx].set(1.0),
+            )
+        return p.replace(
+            background_texture_id=jnp.asarray(render_lib.BACKGROUNDS["gradient"], jnp.int32),
+            background_rgb=jnp.asarray(look["skybox_rgb2"], jnp.float32),
+            background_rgb2=jnp.asarray(look["skybox_rgb1"], jnp.float32),
+        )
 
     def _scene_roles(self, geom):
         """The floor plays the table's part (the surface the task happens on: the ``texture``
