@@ -52,9 +52,10 @@ OBS = {"pixels": ("pixels",), "pixels+proprio": ("pixels", "proprio"), "state": 
 class Experiment:
     """Everything one run needs; saved as ``experiment.json`` in ``logdir``.
 
-    Env: ``task``, ``camera``, ``image_size``, ``obs`` (``pixels``, ``pixels+proprio`` or
-    ``state``), ``action_repeat``, ``episode_length`` (None: the task's), ``shift`` (train-time
-    visual shift preset, ``id`` for none).
+    Env: ``task`` (a manipulation task or ``dmc/<domain>_<task>``), ``camera`` (None: "front"
+    for the manipulation tasks, camera 0 for dmc/), ``image_size``, ``obs`` (``pixels``,
+    ``pixels+proprio`` or ``state``), ``action_repeat``, ``episode_length`` (None: the task's),
+    ``shift`` (train-time visual shift preset, ``id`` for none).
     Agent: ``encoder`` (registry name), ``finetune`` / ``checkpoint`` / ``input_size`` (PVM
     options; None: the encoder's default), ``encoder_cache``, ``pvm_lr``, ``size`` (an official
     preset or ``tiny`` / ``micro``), ``lr`` / ``warmup`` (None: DreamerV3's), ``dtype``.
@@ -67,7 +68,7 @@ class Experiment:
     """
 
     task: str = "Reach"
-    camera: str = "front"
+    camera: str | None = None
     image_size: int = 64
     obs: str = "pixels"
     action_repeat: int = 1
@@ -123,7 +124,7 @@ class Experiment:
         mode = "state" if self.obs == "state" else "pixels+state" if "proprio" in self.obs else ""
         kwargs = dict(
             image_size=self.image_size,
-            camera=self.camera,
+            camera=self.camera or (None if self.task.startswith("dmc/") else "front"),
             action_repeat=self.action_repeat,
             episode_length=self.episode_length,
         )
