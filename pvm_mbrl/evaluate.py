@@ -278,7 +278,10 @@ def make_rollout(env_list: Sequence, episodes: int, agent=None):
             env_states = [env.advance(s, a) for env, s, a in zip(env_list, env_states, parts)]
             reward = jnp.concatenate([s.reward for s in env_states]).astype(jnp.float32)
             done = jnp.concatenate([s.done for s in env_states]).astype(bool)
-            success = jnp.concatenate([s.metrics["success"] for s in env_states])
+            # Tasks without a success metric (the dmc/ tasks) count as never solved.
+            success = jnp.concatenate(
+                [s.metrics.get("success", jnp.zeros_like(s.reward)) for s in env_states]
+            )
             success = success.astype(jnp.float32)
             alive = acc["alive"]
             acc = {
