@@ -1,5 +1,6 @@
-"""The dmc/ tasks against dm-control itself (the oracle): rewards, initial states, observations,
-physics trajectories and random-policy returns, plus registration and bad input.
+"""The dmc/ tasks against dm-control itself (the oracle), state by state: the models' dynamics,
+rewards, observations and initial states, plus registration and bad input (whole episodes:
+``test_dmc_episodes.py``).
 
 Rewards and observations are checked on states forwarded by C MuJoCo and moved to the device
 with ``mjx.put_data``, so only the task's reward / observation function is compiled here; the
@@ -17,6 +18,7 @@ import mujoco
 import numpy as np
 import pytest
 import scipy.stats
+from dmc_oracle import oracle, row, set_oracle, task_env
 
 from pvm_mbrl import envs
 from pvm_mbrl.envs import dmc
@@ -24,44 +26,10 @@ from pvm_mbrl.envs.dmc import rewards
 from pvm_mbrl.envs.mjx import mjx
 
 TASKS = sorted(dmc.TASKS)
+N_STATES = 200  # states per task in the state-wise checks
 ONE_PER_DOMAIN = sorted(
     {min(t for t in TASKS if dmc.TASKS[t][0] == d) for d, _ in dmc.TASKS.values()}
 )
-# One task per domain runs whole episodes (the physics is the domain's; tasks differ in reward
-# and initial state, which the state-wise checks cover for every task). The four whose episode
-# compiles and runs longest (1-2.5 min each on 2 cores) are ``slow`` (``make test-all``);
-# finger's 50-step trajectory stays in ``make test`` (``test_finger_trajectory``).
-SLOW = pytest.mark.slow
-EPISODE_TASKS = (
-    "cartpole_swingup",
-    "reacher_easy",
-    pytest.param("finger_spin", marks=SLOW),
-    pytest.param("walker_walk", marks=SLOW),
-    pytest.param("cheetah_run", marks=SLOW),
-    pytest.param("hopper_stand", marks=SLOW),
-    "pendulum_swingup",
-    "acrobot_swingup",
-    "ball_in_cup_catch",
-)
-# Trajectory error bound (max |qpos| difference over 50 control steps, same actions).
-TRAJECTORY_TOL = {"cartpole_swingup": 1e-3, "reacher_easy": 1e-3, "finger_spin": 2e-2}
-
-
-def split_name(name: str) -> tuple[str, str]:
-    domain = dmc.TASKS[name][0]
-    return domain, name[len(domain) + 1 :]
-
-
-@functools.cache
-def task_env(name: str):
-    return dmc.make_task(name, obs_mode="state", render=False)
-
-
-def oracle(name: str, seed: int = 0):
-    from dm_control import suite
-
-    domain, task = split_name(name)
-    return suite.load(domain, task, task_kwargs={"random": seed})
 
 
 @functools.cache
@@ -94,19 +62,6 @@ def sample_states(name: str, n: int, seed: int):
     qvel[::4] *= 10.0
     ctrl = rng.uniform(-1.0, 1.0, (n, m.nu))
     return qpos, qvel, ctrl, info
-
-
-def set_oracle(env, physics, qpos, qvel, ctrl, info) -> None:
-    with physics.reset_context():
-        physics.data.qpos[:] = qpos
-        physics.data.qvel[:] = qvel
-        env.sync_oracle(physics, info)
-    physics.data.ctrl[:] = ctrl
-    physics.forward()
-
-
-def _row(tree, i):
-    return jax.tree.map(lambda x: np.asarray(x)[i], tree)
 
 
 def _stack(datas):
@@ -185,10 +140,11 @@ def test_reward_and_observation_match_dm_control(name):
     dm_env = oracle(name)
     physics, task = dm_env.physics, dm_env.task
     # Rare sparse rewards (reacher_hard's 1.5 cm target) need more random states to occur.
-    qpos, qvel, ctrl, info = sample_states(name, 1000 if name == "reacher_hard" else 200, seed=1)
+    n = 1000 if name == "reacher_hard" else N_STATES
+    qpos, qvel, ctrl, info = sample_states(name, n, seed=1)
     datas, want_r, want_o = [], [], []
     for i in range(len(qpos)):
-        inf = _row(info, i)
+        inf = row(info, i)
         datas.append(mjx.put_data(env.mj_model, env.host_data(qpos[i], qvel[i], inf, ctrl[i])))
         set_oracle(env, physics, qpos[i], qvel[i], ctrl[i], inf)
         want_r.append(task.get_reward(physics))
@@ -208,21 +164,22 @@ def test_reward_and_observation_match_dm_control(name):
 
 @pytest.mark.parametrize("name", TASKS)
 def test_initial_state_distribution_matches_dm_control(name):
-    """Reset observations of 300 episodes each: the same distribution, coordinate by coordinate."""
+    """Reset observations of 200 episodes each (the reward test's batch, so the compiled
+    sampler is shared): the same distribution, coordinate by coordinate."""
     env = task_env(name)
     dm_env = oracle(name, seed=3)
     want = np.stack(
         [
             np.concatenate([np.ravel(v) for v in dm_env.reset().observation.values()])
-            for _ in range(300)
+            for _ in range(N_STATES)
         ]
     )
-    keys = jax.random.split(jax.random.PRNGKey(4), 300)
+    keys = jax.random.split(jax.random.PRNGKey(4), N_STATES)
     qpos, qvel, info = jax.device_get(init_fn(name)(keys))
     datas = [
         mjx.put_data(
             env.mj_model,
-            env.host_data(qpos[i], qvel[i], _row(info, i)),
+            env.host_data(qpos[i], qvel[i], row(info, i)),
         )
         for i in range(len(qpos))
     ]
@@ -238,84 +195,6 @@ def test_initial_state_distribution_matches_dm_control(name):
     for j in range(want.shape[1]):
         p = scipy.stats.ks_2samp(got[:, j], want[:, j]).pvalue
         assert p > 1e-4, f"observation coordinate {j}: KS p-value {p:.2g}"
-
-
-# --- whole episodes, one task per domain ---------------------------------------------------
-
-
-@functools.cache
-def rollout_fn(name: str):
-    """Jitted ``(keys [B], actions [B, T, A]) -> (qpos, reward, observation, start)`` of the
-    unwrapped task (one control step per action; time on axis 1)."""
-    env = task_env(name)
-
-    def run(key, actions):
-        s0 = env.reset(key)
-
-        def body(s, a):
-            s = env.step(s, a)
-            return s, (s.data.qpos, s.reward, s.obs["proprio"])
-
-        _, (qpos, rew, obs) = jax.lax.scan(body, s0, actions)
-        return qpos, rew, obs, (s0.data.qpos, s0.data.qvel, s0.info)
-
-    return jax.jit(jax.vmap(run))
-
-
-def oracle_rollout(name, start, actions):
-    """dm-control's env from the same start (and task state), same actions: qpos, rewards and
-    flattened observations."""
-    env = task_env(name)
-    dm_env = oracle(name)
-    dm_env.reset()
-    qpos0, qvel0, info = start
-    set_oracle(env, dm_env.physics, qpos0, qvel0, np.zeros(env.mj_model.nu), info)
-    qs, rs, os = [], [], []
-    for a in actions:
-        step = dm_env.step(a)
-        qs.append(dm_env.physics.data.qpos.copy())
-        rs.append(step.reward)
-        os.append(np.concatenate([np.ravel(v) for v in step.observation.values()]))
-    return np.stack(qs), np.asarray(rs), np.stack(os)
-
-
-def compare_rollouts(name: str, steps: int, n: int = 4):
-    """Our and dm-control's rollouts from the same ``n`` starts with the same uniform random
-    actions for ``steps`` control steps: (our returns, their returns); asserts the first 50
-    steps' qpos within ``TRAJECTORY_TOL`` and observations close for the tasks listed there."""
-    env = task_env(name)
-    rng = np.random.default_rng(5)
-    actions = rng.uniform(-1.0, 1.0, (n, steps, env.mj_model.nu)).astype(np.float32)
-    keys = jax.random.split(jax.random.PRNGKey(6), n)
-    qpos, rew, obs, start = jax.device_get(rollout_fn(name)(keys, actions))
-    ours, theirs = [], []
-    for i in range(n):
-        want_q, want_r, want_o = oracle_rollout(name, _row(start, i), actions[i])
-        ours.append(rew[i].sum())
-        theirs.append(want_r.sum())
-        if name in TRAJECTORY_TOL:
-            err = np.abs(qpos[i, :50] - want_q[:50]).max()
-            assert err < TRAJECTORY_TOL[name], (i, err)
-            # Observations after each step, touch sensors included (one substep stale in both).
-            np.testing.assert_allclose(obs[i, :50], want_o[:50], atol=0.05, rtol=0.01)
-    return np.asarray(ours), np.asarray(theirs)
-
-
-@pytest.mark.parametrize("name", EPISODE_TASKS)
-def test_random_returns_and_trajectories_match_dm_control(name):
-    """Same starts, same uniform random actions, whole 1,000-step episodes: the mean return of
-    4 episodes within 5% of dm-control's (at least 1 point: random finger_spin earns 1-3 points
-    of 1,000, and contact chaos moves single rewarded steps); on cartpole, reacher and finger
-    the first 50 steps' qpos within ``TRAJECTORY_TOL`` and their observations close."""
-    ours, theirs = compare_rollouts(name, task_env(name).episode_length)
-    ours, theirs = float(ours.mean()), float(theirs.mean())
-    assert abs(ours - theirs) <= 0.05 * max(abs(theirs), 20.0), (ours, theirs)
-
-
-def test_finger_trajectory_matches_dm_control():
-    """finger_spin's contacts: 50 control steps from 4 starts, qpos within 2e-2 of C MuJoCo's
-    and observations (touch sensors included) close (its whole episodes are ``slow``)."""
-    compare_rollouts("finger_spin", 50)
 
 
 # --- registration and bad input ------------------------------------------------------------
