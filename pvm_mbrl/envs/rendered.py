@@ -9,9 +9,25 @@ env's shift state at reset and renders the camera's view with the episode's ``Sc
 
 from __future__ import annotations
 
+import abc
+
 import jax
 
 from pvm_mbrl.envs import core
+
+
+def check_render_args(obs_mode: str, modes: tuple[str, ...], render, image_size) -> bool:
+    """Validate the observation and rendering arguments shared by the rendered envs; returns
+    ``render`` resolved (default: whether ``obs_mode`` includes pixels)."""
+    if obs_mode not in modes:
+        raise ValueError(f"obs_mode must be one of {modes}, got {obs_mode!r}")
+    if render is None:
+        render = "pixels" in obs_mode
+    if "pixels" in obs_mode and not render:
+        raise ValueError(f"obs_mode={obs_mode!r} needs render=True; use obs_mode='state'")
+    if int(image_size) < 8:
+        raise ValueError(f"image_size must be >= 8, got {image_size}")
+    return bool(render)
 
 
 class RenderedEnv(core.Env):
@@ -41,9 +57,9 @@ class RenderedEnv(core.Env):
         self._geometry = render_lib.SceneGeometry.from_model(self._mj_model, geom_groups=groups)
         self._roles = self._scene_roles(self._geometry)
 
+    @abc.abstractmethod
     def _scene_roles(self, geom):
         """The ``shifts.SceneRoles`` of the drawn geoms ``geom``."""
-        raise NotImplementedError
 
     def scene_params(self, key: jax.Array):
         """Visual properties of one episode (default look). A visual-shift module overrides it."""

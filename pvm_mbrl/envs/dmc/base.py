@@ -36,7 +36,7 @@ import numpy as np
 
 from pvm_mbrl.envs import core
 from pvm_mbrl.envs.mjx import mjx
-from pvm_mbrl.envs.rendered import RenderedEnv
+from pvm_mbrl.envs.rendered import RenderedEnv, check_render_args
 
 OBS_MODES = ("pixels", "state", "pixels+state")
 NUM_DISTRACTORS = 4
@@ -147,16 +147,9 @@ class DMCEnv(RenderedEnv):
         impl: str = "jax",
         shift=None,
     ):
-        if obs_mode not in OBS_MODES:
-            raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {obs_mode!r}")
+        render = check_render_args(obs_mode, OBS_MODES, render, image_size)
         if split != "train":
             raise ValueError(f"the dmc/ tasks have only the split 'train', got {split!r}")
-        if render is None:
-            render = "pixels" in obs_mode
-        if "pixels" in obs_mode and not render:
-            raise ValueError(f"obs_mode={obs_mode!r} needs render=True; use obs_mode='state'")
-        if int(image_size) < 8:
-            raise ValueError(f"image_size must be >= 8, got {image_size}")
         self.image_size = int(image_size)
         self.obs_mode = obs_mode
         self.render = bool(render)

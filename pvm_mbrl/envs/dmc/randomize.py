@@ -17,7 +17,8 @@ def random_joint_qpos(m: mujoco.MjModel, key, unlimited_hinges: bool = True) -> 
     their ``qpos0``. The suite's joint randomizer for models with only hinge and slide joints."""
     hinge, slide = mujoco.mjtJoint.mjJNT_HINGE, mujoco.mjtJoint.mjJNT_SLIDE
     if not np.isin(m.jnt_type, (hinge, slide)).all():
-        raise NotImplementedError("only hinge and slide joints are randomized here")
+        kinds = sorted({mujoco.mjtJoint(t).name for t in m.jnt_type})
+        raise ValueError(f"random_joint_qpos expects hinge and slide joints only, got {kinds}")
     limited = m.jnt_limited.astype(bool)
     drawn = limited | ((m.jnt_type == hinge) & unlimited_hinges)
     low = np.where(limited, m.jnt_range[:, 0], -np.pi)

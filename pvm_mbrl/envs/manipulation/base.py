@@ -34,7 +34,7 @@ import numpy as np
 from pvm_mbrl.envs import core
 from pvm_mbrl.envs.manipulation import scene
 from pvm_mbrl.envs.mjx import mjx
-from pvm_mbrl.envs.rendered import RenderedEnv
+from pvm_mbrl.envs.rendered import RenderedEnv, check_render_args
 
 MAX_DELTA = 0.025
 OBS_MODES = ("pixels", "state", "pixels+state")
@@ -87,16 +87,9 @@ class ManipulationEnv(RenderedEnv):
         max_contact_points: int | None = None,
         shift=None,
     ):
-        if obs_mode not in OBS_MODES:
-            raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {obs_mode!r}")
+        render = check_render_args(obs_mode, OBS_MODES, render, image_size)
         if camera not in CAMERAS:
             raise ValueError(f"camera must be one of {CAMERAS}, got {camera!r}")
-        if render is None:
-            render = "pixels" in obs_mode
-        if "pixels" in obs_mode and not render:
-            raise ValueError(f"obs_mode={obs_mode!r} needs render=True; use obs_mode='state'")
-        if int(image_size) < 8:
-            raise ValueError(f"image_size must be >= 8, got {image_size}")
         self.objects = tuple(objects)
         self.image_size = int(image_size)
         self.camera = camera
