@@ -334,3 +334,21 @@ def test_bad_inputs_raise(agent):
         Dreamer(tiny_config(obs_keys=("depth",)), OBS, ACT)
     with pytest.raises(ValueError, match="uint8"):
         Dreamer(tiny_config(), {"pixels": Space((8, 8, 3), jnp.float32, 0, 1)}, ACT)
+
+
+def test_policy_rejects_carry_of_another_batch(agent):
+    state = jax.eval_shape(agent.init, jax.random.PRNGKey(0))
+    batch = make_batch(np.random.default_rng(0))
+    obs = {k: batch[k][:, 0] for k in ("pixels", "proprio")} | {"is_first": jnp.ones(B, bool)}
+    key = jax.random.PRNGKey(0)
+    with pytest.raises(ValueError, match=rf"obs batch of {B}.*carry batch {B + 1}"):
+        agent.policy(state, agent.initial_carry(B + 1), obs, key)
+    with pytest.raises(ValueError, match=rf"obs batch of {B}.*carry batch {B + 1}"):
+        jax.jit(agent.policy)(state, agent.initial_carry(B + 1), obs, key)  # static under jit
+    carry = agent.initial_carry(B)
+    with pytest.raises(ValueError, match="deter"):
+        agent.policy(state, {k: v for k, v in carry.items() if k != "deter"}, obs, key)
+    for bad in (2.5, "3", True, 0):
+        with pytest.raises(ValueError, match=f"batch must be an integer >= 1, got {bad!r}"):
+            agent.initial_carry(bad)
+    assert agent.initial_carry(np.int64(2))["deter"].shape == (2, 32)

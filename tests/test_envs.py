@@ -33,6 +33,12 @@ def single():
     return task, jax.jit(task.reset), jax.jit(task.advance)
 
 
+@pytest.fixture(scope="module")
+def checked(single, batched):
+    """Jitted ``checked_step`` of the single task and of the batched env."""
+    return jax.jit(envs.checked_step(single[0])), jax.jit(envs.checked_step(batched[0]))
+
+
 def test_spaces_match_observations(batched):
     env, reset, _ = batched
     state = reset(jax.random.PRNGKey(0))
@@ -110,7 +116,7 @@ def test_out_of_range_actions_are_clipped(single):
     np.testing.assert_allclose(big.data.qpos, unit.data.qpos)
 
 
-def test_invalid_actions_raise(single, batched):
+def test_invalid_actions_raise(single, batched, checked):
     task, reset1, _ = single
     state = reset1(jax.random.PRNGKey(0))
     with pytest.raises(ValueError, match=r"\(4,\)"):
@@ -119,18 +125,53 @@ def test_invalid_actions_raise(single, batched):
         task.step(state, jnp.zeros(4, jnp.int32))
     with pytest.raises(ValueError, match="NaN"):
         task.step(state, jnp.array([0.0, jnp.nan, 0.0, 0.0]))
+    with pytest.raises(ValueError, match="finite"):
+        task.step(state, jnp.array([0.0, 0.0, -jnp.inf, 0.0]))
     with pytest.raises(ValueError, match=r"\(4,\)"):  # also when traced under jit
         jax.jit(task.step)(state, jnp.zeros((2, 4)))
     env, reset, _ = batched
     with pytest.raises(ValueError, match=r"\(4, 4\)"):
         env.step(reset(jax.random.PRNGKey(0)), jnp.zeros((3, 4)))
     # Inside jit NaNs are caught with checkify.
-    checked = jax.jit(envs.checked_step(task))
-    err, _ = checked(state, jnp.array([jnp.nan, 0.0, 0.0, 0.0]))
+    checked1, _ = checked
+    err, _ = checked1(state, jnp.array([jnp.nan, 0.0, 0.0, 0.0]))
     with pytest.raises(Exception, match="NaN"):
         err.throw()
-    err, _ = checked(state, jnp.zeros(4))
+    err, _ = checked1(state, jnp.zeros(4))
     err.throw()
+    # ... and physics that is no longer finite after the step.
+    broken = state.replace(data=state.data.replace(qvel=state.data.qvel.at[0].set(jnp.inf)))
+    err, _ = checked1(broken, jnp.zeros(4))
+    with pytest.raises(Exception, match="non-finite q"):
+        err.throw()
+
+
+def test_batched_env_rejects_non_finite_action_before_stepping(batched):
+    env, reset, _ = batched
+    state = reset(jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match=r"finite.*env 2 of 4"):
+        env.step(state, jnp.zeros((B, 4)).at[2, 1].set(jnp.nan))
+    with pytest.raises(ValueError, match=r"env 1 of 4.*envs \[1, 3\]"):
+        env.step(state, jnp.zeros((B, 4)).at[1, 0].set(jnp.inf).at[3, 3].set(jnp.nan))
+    with pytest.raises(ValueError, match="env 0"):  # BatchEnv.advance checks too
+        env.env.advance(state, jnp.full((B, 4), jnp.nan))
+
+
+def test_checked_step_on_batched_env(batched, checked):
+    _env, reset, _ = batched
+    _, checked_b = checked
+    state = reset(jax.random.PRNGKey(0))
+    err, out = checked_b(state, jnp.zeros((B, 4)))
+    err.throw()  # valid actions pass
+    assert out.reward.shape == (B,)
+    err, _ = checked_b(state, jnp.zeros((B, 4)).at[3, 2].set(jnp.nan))
+    with pytest.raises(Exception, match=r"non-finite action \(NaN or inf\) in env 3"):
+        err.throw()
+    # Env 1's physics blows up: AutoReset starts it anew, its step's reward is not finite.
+    qpos = state.data.qpos.at[1, 0].set(jnp.nan)
+    err, out = checked_b(state.replace(data=state.data.replace(qpos=qpos)), jnp.zeros((B, 4)))
+    with pytest.raises(Exception, match=r"non-finite \w+ in env 1"):
+        err.throw()
 
 
 def test_make_errors():
@@ -143,6 +184,42 @@ def test_make_errors():
     with pytest.raises(ValueError, match="camera"):
         envs.make("Reach", camera="top")
     assert set(envs.registered()) >= {"Reach", "Push", "PickCube", "PickObject"}
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"image_size": 16.7},
+        {"image_size": "16"},
+        {"image_size": True},
+        {"image_size": 4},
+        {"num_envs": 2.5},
+        {"num_envs": 0},
+        {"episode_length": 0},
+        {"episode_length": -3},
+        {"episode_length": 5.0},
+        {"action_repeat": 1.5},
+        {"substeps": 0},
+        {"substeps": 2.0},
+    ],
+    ids=lambda kw: "-".join(f"{k}={v!r}" for k, v in kw.items()),
+)
+def test_make_rejects_non_integer_or_small_sizes(kwargs):
+    ((name, value),) = kwargs.items()
+    with pytest.raises(ValueError, match=rf"{name} must be an integer >= \d+, got {value!r}"):
+        envs.make("Reach", obs_mode="state", **kwargs)
+
+
+def test_integer_arguments_accept_numpy_ints_and_none_means_default(single):
+    env = envs.make("Reach", obs_mode="state", num_envs=np.int64(2), episode_length=np.int32(7))
+    assert env.episode_length == 7 and env.num_envs == 2 and type(env.num_envs) is int
+    assert envs.make("Reach", obs_mode="state", episode_length=None).episode_length == 50
+    task = single[0]
+    for wrap, bad in ((envs.TimeLimit, 0), (envs.BatchEnv, 2.5), (envs.ActionRepeat, True)):
+        with pytest.raises(ValueError, match=f"must be an integer >= 1, got {bad!r}"):
+            wrap(task, bad)
+    with pytest.raises(ValueError, match="episode_length must be an integer >= 1, got 0"):
+        Reach(obs_mode="state", episode_length=0)
 
 
 def test_pixel_observations_and_scene_params():

@@ -20,6 +20,7 @@ Every sequence starts from the initial state (``is_first[:, 0]`` is forced on).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
@@ -156,6 +157,8 @@ class Dreamer:
         self.critic_graphdef, _ = nnx.split(nets.critic)
         self.obs_keys = tuple(sorted({**nets.images, **nets.vectors}))
         self.optimizer = self._make_optimizer(nets)
+        self._jit_init = jax.jit(self._init)
+        self._jit_init_many = jax.jit(jax.vmap(self._init))
         self.cache_key, self.cache_shape, self.cache_dtype = None, None, None
         if config.encoder_cache:
             encoder = getattr(nets, "encoder", None)
@@ -202,7 +205,26 @@ class Dreamer:
     # -- public API ------------------------------------------------------------------------
 
     def init(self, key: jax.Array) -> AgentState:
-        """Fresh parameters, optimiser state and normaliser."""
+        """Fresh parameters, optimiser state and normaliser.
+
+        An encoder built from the key alone (``cnn``, the scratch ViTs) initialises in one
+        compiled program, cached across runs; run eagerly, each initialiser would compile once
+        per parameter shape (about a hundred small programs at size12m). An encoder that reads
+        pre-trained weights initialises eagerly, so that its weights enter as data and not as
+        constants copied into a program.
+        """
+        if self.config.encoder in KEY_ONLY_ENCODERS:
+            return self._jit_init(key)
+        return self._init(key)
+
+    def init_many(self, keys: jax.Array) -> AgentState:
+        """One fresh state per key of ``keys`` ``[N, 2]``, stacked on a leading axis (for
+        ``jax.vmap``-ed agents); one compiled program where :meth:`init` compiles one."""
+        if self.config.encoder in KEY_ONLY_ENCODERS:
+            return self._jit_init_many(keys)
+        return _jit_stack([self._init(k) for k in keys])
+
+    def _init(self, key: jax.Array) -> AgentState:
         params = nnx.state(self._build(key))
         c = self.config
         return AgentState(
@@ -217,12 +239,17 @@ class Dreamer:
 
     def initial_carry(self, batch: int) -> dict[str, jax.Array]:
         """Policy carry for ``batch`` envs: RSSM ``deter``, ``stoch`` and the previous action."""
+        if isinstance(batch, bool | np.bool_) or not isinstance(batch, int | np.integer):
+            raise ValueError(f"batch must be an integer >= 1, got {batch!r}")
+        if batch < 1:
+            raise ValueError(f"batch must be an integer >= 1, got {batch}")
+        return {k: jnp.zeros((batch, *s), jnp.float32) for k, s in self._carry_shapes.items()}
+
+    @property
+    def _carry_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Per-env shapes of the policy carry's entries."""
         c = self.config
-        return {
-            "deter": jnp.zeros((batch, c.deter), jnp.float32),
-            "stoch": jnp.zeros((batch, c.stoch, c.classes), jnp.float32),
-            "action": jnp.zeros((batch, self.action_size), jnp.float32),
-        }
+        return {"deter": (c.deter,), "stoch": (c.stoch, c.classes), "action": (self.action_size,)}
 
     def policy(self, state: AgentState, carry, obs, key, mode: str = "explore"):
         """One step for a batch of envs; ``obs`` holds the observation keys and ``is_first``.
@@ -245,6 +272,7 @@ class Dreamer:
             if img in obs:
                 obs = {**obs, self.cache_key: nets.encoder.cache(obs[img])}
         self._check_obs(obs, batch_dims=1)
+        self._check_carry(carry, tuple(jnp.shape(obs["is_first"])))
         k_obs, k_act = jax.random.split(key)
         embed = nets.embed({k: obs[k] for k in self._input_keys})
         rstate = {"deter": carry["deter"], "stoch": carry["stoch"]}
@@ -413,6 +441,20 @@ class Dreamer:
         if tuple(jnp.shape(obs["is_first"])) != lead:
             raise ValueError(f"is_first must have shape {lead}, got {jnp.shape(obs['is_first'])}")
 
+    def _check_carry(self, carry, lead):
+        want = self._carry_shapes
+        if not isinstance(carry, Mapping) or set(carry) != set(want):
+            got = sorted(carry) if isinstance(carry, Mapping) else type(carry).__name__
+            raise ValueError(f"carry must be agent.initial_carry(B) keys {sorted(want)}, got {got}")
+        for k, w in want.items():
+            shape, expected = tuple(jnp.shape(carry[k])), (*lead, *w)
+            if shape != expected:
+                raise ValueError(
+                    f"carry[{k!r}] must have shape {expected} for an obs batch of {lead[0]}, got "
+                    f"{shape} (carry batch {shape[0] if shape else None}); use "
+                    f"agent.initial_carry({lead[0]})"
+                )
+
     def _check_batch(self, batch):
         for k in (*BATCH_FLAGS, "action"):
             if k not in batch:
@@ -427,3 +469,12 @@ class Dreamer:
         for k in BATCH_FLAGS:
             if tuple(jnp.shape(batch[k])) != lead:
                 raise ValueError(f"batch[{k!r}] must have shape {lead}, got {jnp.shape(batch[k])}")
+
+
+# Encoders built from the PRNG key alone (no file read): their agents initialise under jit.
+KEY_ONLY_ENCODERS = ("cnn", "vit-s14-scratch", "vit-scratch")
+
+
+@jax.jit
+def _jit_stack(states):
+    return jax.tree.map(lambda *x: jnp.stack(x), *states)

@@ -9,9 +9,10 @@ metrics (the observation is left stale) and ``observe`` fills ``state.obs`` (ren
 the env renders). ``step(state, action) == observe(advance(state, action))``.
 
 Actions live in ``[-1, 1]^A``. Out-of-range values are clipped (documented in
-``action_space``). A wrong shape or a non-float dtype raises ``ValueError`` at trace time. NaN
-actions raise ``ValueError`` when the action is concrete (an eager call); inside ``jit`` use
-:func:`checked_step`, which wraps ``step`` with ``jax.experimental.checkify``.
+``action_space``). A wrong shape or a non-float dtype raises ``ValueError`` at trace time.
+Non-finite actions (NaN or inf) raise ``ValueError`` when the action is concrete (an eager call,
+batched or not); inside ``jit`` use :func:`checked_step`, which checks with
+``jax.experimental.checkify``.
 """
 
 from __future__ import annotations
@@ -71,16 +72,44 @@ class Space:
         return jax.random.randint(key, self.shape, self.low, np.asarray(self.high) + 1, self.dtype)
 
 
+def check_int(name: str, value, minimum: int = 1) -> int:
+    """``value`` as an ``int`` if it is an integer (Python or numpy, not bool) ``>= minimum``;
+    otherwise ``ValueError`` naming ``name`` and the value."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_finite_action(action, batched: bool = False) -> None:
+    """Raise ``ValueError`` if the concrete ``action`` holds NaN or inf (naming the env index of
+    the first bad row when ``batched``); tracers pass (see :func:`checked_step`)."""
+    if isinstance(action, jax.core.Tracer):
+        return
+    a = np.asarray(action)
+    finite = np.isfinite(a)
+    if finite.all():
+        return
+    if batched and a.ndim >= 1:
+        rows = np.flatnonzero(~finite.reshape(len(a), -1).all(axis=1))
+        raise ValueError(
+            f"action must be finite (no NaN or inf); env {rows[0]} of {len(a)} has {a[rows[0]]}"
+            + (f" (non-finite in envs {rows.tolist()})" if len(rows) > 1 else "")
+        )
+    raise ValueError(f"action must be finite (no NaN or inf), got {a}")
+
+
 def validate_action(action, shape: tuple[int, ...]) -> jax.Array:
-    """Check ``action`` against ``shape`` (trace time) and NaN (when concrete); clip to [-1, 1]."""
+    """Check ``action`` against ``shape`` (trace time) and for NaN/inf (when concrete); clip to
+    [-1, 1]."""
     a_shape = tuple(np.shape(action))
     if a_shape != tuple(shape):
         raise ValueError(f"action must have shape {tuple(shape)}, got {a_shape}")
     dtype = action.dtype if hasattr(action, "dtype") else np.asarray(action).dtype
     if not jnp.issubdtype(dtype, jnp.floating):
         raise ValueError(f"action must be a float array of shape {tuple(shape)}, got dtype {dtype}")
-    if not isinstance(action, jax.core.Tracer) and np.isnan(np.asarray(action)).any():
-        raise ValueError("action contains NaN")
+    check_finite_action(action)
     return jnp.clip(jnp.asarray(action, jnp.float32), -1.0, 1.0)
 
 
@@ -150,16 +179,41 @@ class Env(abc.ABC):
 
 
 def checked_step(env: Env):
-    """``step`` that checks for NaN actions inside ``jit`` via ``checkify``.
+    """``step`` with ``checkify`` checks that work inside ``jit``, for single and batched envs.
 
     Returns ``f(state, action) -> (error, state)``; call ``error.throw()`` to raise::
 
         err, state = jax.jit(checked_step(env))(state, action)
         err.throw()
+
+    Checks that the action is finite (no NaN or inf) and that the returned state's ``qpos``,
+    ``qvel`` and ``reward`` are finite; on a batched env the error names the first env at fault.
+    The checks see only the step's inputs and outputs, never its (vmapped) physics loops. Under
+    ``AutoReset`` an env whose physics blew up is already a new episode, so only a non-finite
+    reward can show it.
     """
+    act_dims = len(env.action_space.shape)
+
+    def checks(action, qpos, qvel, reward):
+        n = int(np.prod(action.shape[: action.ndim - act_dims], dtype=int))
+        batched = action.ndim > act_dims
+        for x, what in (
+            (action, "action (NaN or inf)"),
+            (qpos, "qpos after the step"),
+            (qvel, "qvel after the step"),
+            (reward, "reward"),
+        ):
+            ok = jnp.isfinite(x).reshape(n, -1).all(axis=1)
+            if batched:
+                checkify.check(ok.all(), f"non-finite {what} in env {{}}", jnp.argmin(ok))
+            else:
+                checkify.check(ok[0], f"non-finite {what}")
+
+    checked = checkify.checkify(checks)
 
     def step(state, action):
-        checkify.check(~jnp.any(jnp.isnan(action)), "action contains NaN")
-        return env.step(state, action)
+        out = env.step(state, action)
+        err, _ = checked(jnp.asarray(action), out.data.qpos, out.data.qvel, out.reward)
+        return err, out
 
-    return checkify.checkify(step)
+    return step

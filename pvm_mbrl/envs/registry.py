@@ -38,9 +38,10 @@ def make(
 ) -> core.Env:
     """Build task ``name`` wrapped as ``AutoReset(BatchEnv(TimeLimit(ActionRepeat(task))))``.
 
-    ``episode_length`` counts agent steps (after action repeat). Its default is the task's:
-    for a manipulation task that many agent steps, for a ``dmc/`` task 1,000 frames (control
-    steps) divided by the action repeat, as the suite's benchmarks count them.
+    ``episode_length`` counts agent steps (after action repeat). Its default (``None``) is the
+    task's: for a manipulation task that many agent steps, for a ``dmc/`` task 1,000 frames
+    (control steps) divided by the action repeat, as the suite's benchmarks count them.
+    Integer arguments must be integers (``int`` or numpy), never bools, floats or strings.
     ``camera=None`` is the task's default camera (``"wrist"``; camera 0 for ``dmc/``).
     ``num_envs=None`` leaves out ``BatchEnv``; ``auto_reset=False`` leaves out ``AutoReset``.
     ``render=False`` (only with ``obs_mode="state"``) skips the renderer for physics speed.
@@ -50,8 +51,11 @@ def make(
     _register_builtin()
     if name not in _REGISTRY:
         raise ValueError(f"unknown env {name!r}; registered: {', '.join(registered())}")
-    if int(action_repeat) < 1:
-        raise ValueError(f"action_repeat must be >= 1, got {action_repeat}")
+    action_repeat = core.check_int("action_repeat", action_repeat)
+    if episode_length is not None:
+        episode_length = core.check_int("episode_length", episode_length)
+    if num_envs is not None:
+        num_envs = core.check_int("num_envs", num_envs)
     env = _REGISTRY[name](
         image_size=image_size,
         **({} if camera is None else {"camera": camera}),
@@ -61,9 +65,11 @@ def make(
         render_shadows=render_shadows,
         **task_kwargs,
     )
-    length = episode_length or env.episode_length
-    if not episode_length and env.episode_counts_frames:
-        length = -(-env.episode_length // int(action_repeat))
+    length = episode_length
+    if length is None:
+        length = env.episode_length
+        if env.episode_counts_frames:
+            length = -(-length // action_repeat)
     env = wrappers.ActionRepeat(env, action_repeat)
     env = wrappers.TimeLimit(env, length)
     if num_envs is not None:

@@ -25,8 +25,7 @@ def check_render_args(obs_mode: str, modes: tuple[str, ...], render, image_size)
         render = "pixels" in obs_mode
     if "pixels" in obs_mode and not render:
         raise ValueError(f"obs_mode={obs_mode!r} needs render=True; use obs_mode='state'")
-    if int(image_size) < 8:
-        raise ValueError(f"image_size must be >= 8, got {image_size}")
+    core.check_int("image_size", image_size, minimum=8)
     return bool(render)
 
 

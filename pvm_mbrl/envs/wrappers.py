@@ -77,10 +77,8 @@ class ActionRepeat(Wrapper):
     """
 
     def __init__(self, env: core.Env, repeat: int):
-        if int(repeat) < 1:
-            raise ValueError(f"action repeat must be >= 1, got {repeat}")
+        self.repeat = core.check_int("action_repeat", repeat)
         super().__init__(env)
-        self.repeat = int(repeat)
 
     def advance(self, state, action):
         if self.repeat == 1:
@@ -106,10 +104,8 @@ class TimeLimit(Wrapper):
     (truncation is 0 when the task itself ended the episode on that step)."""
 
     def __init__(self, env: core.Env, episode_length: int):
-        if int(episode_length) < 1:
-            raise ValueError(f"episode_length must be >= 1, got {episode_length}")
+        self._episode_length = core.check_int("episode_length", episode_length)
         super().__init__(env)
-        self._episode_length = int(episode_length)
 
     @property
     def episode_length(self):
@@ -137,13 +133,12 @@ class BatchEnv(Wrapper):
 
     ``reset(key)`` splits one key into ``num_envs`` keys, or takes a batch of keys directly.
     The vmap axis is named ``"env"`` so an env can read its index (``shifts.env_index``).
+    A concrete action with NaN or inf raises ``ValueError`` naming the env, before the vmap.
     """
 
     def __init__(self, env: core.Env, num_envs: int):
-        if int(num_envs) < 1:
-            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        self.num_envs = core.check_int("num_envs", num_envs)
         super().__init__(env)
-        self.num_envs = int(num_envs)
 
     def reset(self, key):
         key = jnp.asarray(key)
@@ -160,6 +155,7 @@ class BatchEnv(Wrapper):
         expected = (self.num_envs, *self.env.action_space.shape)
         if tuple(jnp.shape(action)) != expected:
             raise ValueError(f"batched action must have shape {expected}, got {jnp.shape(action)}")
+        core.check_finite_action(action, batched=True)
 
     def advance(self, state, action):
         self._check(action)

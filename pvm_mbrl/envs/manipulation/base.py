@@ -60,7 +60,8 @@ class ManipulationEnv(RenderedEnv):
       obs_mode: "pixels", "state" or "pixels+state".
       render: whether to render; default: when ``obs_mode`` includes pixels.
       render_shadows: shadow rays in the renderer.
-      episode_length: control steps per episode (applied by ``TimeLimit``).
+      episode_length: control steps per episode (applied by ``TimeLimit``); ``None``: the
+        task's ``default_episode_length``.
       substeps: physics steps per control step.
       impl: MJX implementation passed to ``mjx.put_model`` ("jax"; "warp" where installed).
       shift: visual shift preset(s) (see ``pvm_mbrl.shifts``); ``None`` renders the default look.
@@ -88,6 +89,10 @@ class ManipulationEnv(RenderedEnv):
         shift=None,
     ):
         render = check_render_args(obs_mode, OBS_MODES, render, image_size)
+        substeps = core.check_int("substeps", substeps)
+        if episode_length is None:
+            episode_length = self.default_episode_length
+        episode_length = core.check_int("episode_length", episode_length)
         if camera not in CAMERAS:
             raise ValueError(f"camera must be one of {CAMERAS}, got {camera!r}")
         self.objects = tuple(objects)
@@ -96,8 +101,8 @@ class ManipulationEnv(RenderedEnv):
         self.obs_mode = obs_mode
         self.render = bool(render)
         self.render_shadows = bool(render_shadows)
-        self.substeps = int(substeps)
-        self._episode_length = int(episode_length or self.default_episode_length)
+        self.substeps = substeps
+        self._episode_length = episode_length
         self._mj_model = scene.build_model(
             self.objects, markers, max_contact_points, self.marker_radius
         )
