@@ -63,7 +63,10 @@ def main(argv=None) -> None:
         "a few minutes that show the pipeline, too short to learn the task"
     )
     run(exp, resume=resume)
-    evaluate.evaluate_runs({"CNN (demo)": exp.logdir}, out / "evaluation", episodes=args.episodes)
+    # A re-run trains the same run further, so its evaluation replaces the earlier one.
+    evaluate.evaluate_runs(
+        {"CNN (demo)": exp.logdir}, out / "evaluation", episodes=args.episodes, overwrite=True
+    )
     print(f"TensorBoard: tensorboard --logdir {out}   (videos also in {out}/cnn/videos)")
     print(f"plot: {out}/evaluation/results.png; table: {out}/evaluation/results.md")
     note = (

@@ -3,9 +3,12 @@
 Each run directory (written by ``examples/train.py``) is loaded with
 ``pvm_mbrl.experiment.load_agent`` (its task, env settings, agent and one trained state per
 seed), evaluated on every shift with ``--episodes`` episodes per shift and seed, all shifts in
-one compiled rollout, and normalised against a random policy on the same episodes. Writes
-``results.json``, ``results.csv``, ``results.md`` and ``results.png`` into ``--out`` and prints
-the Markdown table. Random floors already in ``--out/results.json`` are reused.
+one compiled rollout, and normalised against a random policy on the same episodes. Merges the
+results into ``--out/results.json`` by model name (the models already there are kept) and
+redraws ``results.csv``, ``results.md`` and ``results.png`` from all of them; prints the Markdown
+table. A model name already in the file, or earlier results of another task, shift list,
+episode count or seed, stop the run before anything is evaluated unless ``--overwrite`` (which
+replaces only the entries of the models evaluated again). Random floors in the file are reused.
 
     python examples/evaluate.py --runs runs/cnn runs/dinov2_partial --names CNN "DINOv2 partial"
     python examples/evaluate.py --runs runs/cnn --shifts id strong fog@0.5 --episodes 32
@@ -40,7 +43,10 @@ class Args:
     metric: str = "normalised"
     """Metric of the table and chart: normalised, return, success_once, success_end."""
     out: pathlib.Path = pathlib.Path("runs/evaluation")
-    """Output directory."""
+    """Output directory; results are merged into its results.json by model name."""
+    overwrite: bool = False
+    """Replace the results of models evaluated again, and allow merging with results of other
+    settings (default: refuse). Models in --out that are not evaluated now are always kept."""
 
 
 def main(argv: list[str] | None = None) -> dict[str, evaluate.Results]:
@@ -57,6 +63,7 @@ def main(argv: list[str] | None = None) -> dict[str, evaluate.Results]:
         step=args.step,
         strict=args.strict,
         metric=args.metric,
+        overwrite=args.overwrite,
     )
 
 

@@ -151,10 +151,12 @@ def main(argv=None) -> None:
     for name, exp in exps.items():
         train(name, exp, args.quiet)
     out = pathlib.Path(next(iter(exps.values())).logdir).parent
+    # A re-run resumes these same runs (trained further), so their evaluation replaces the last.
     evaluate.evaluate_runs(
         {name: exp.logdir for name, exp in exps.items()},
         out / "evaluation",
         episodes=args.episodes or (4 if args.scale == "tiny" else 16),
+        overwrite=True,
     )
     if args.scale == "tiny":
         print("tiny scale: stand-in random ViTs and a few hundred steps; not the study's results")

@@ -5,7 +5,7 @@ from pvm_mbrl import evaluate
 
 res = evaluate.evaluate(agent, states, "PickObject", env_kwargs, episodes=16)  # one state per seed
 print(evaluate.markdown_table({"dinov2 partial": res}))  # models x shifts, "0.62 ± 0.04"
-evaluate.write_json({"dinov2 partial": res}, "results.json")  # also write_csv, bar_chart
+evaluate.write_results({"dinov2 partial": res}, "out")  # out/results.{json,csv,md,png}
 ```
 
 Shift names: a visual preset (anything ``shifts.get`` knows: ``id``, ``texture``, ``weak``,
@@ -31,16 +31,17 @@ Conventions:
   return and floor; ``R_max`` is the task's declared maximum (:func:`max_return`).
 - Mean and standard error over seeds (``std(ddof=1) / sqrt(n)``); with one seed the SE is NaN
   (undefined) and tables show the mean alone.
+- Files: :func:`write_results` (and :func:`evaluate_runs`) merge into ``out/results.json`` by
+  model name, keeping the models already there; a model evaluated again replaces its entry only
+  with ``overwrite=True``. The record, statistics and writers live in
+  :mod:`pvm_mbrl.evaluate_results` (rules there) and are re-exported here.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import json
 import math
 import pathlib
-import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -50,36 +51,65 @@ import numpy as np
 
 from pvm_mbrl import envs
 from pvm_mbrl import shifts as shifts_lib
+from pvm_mbrl.evaluate_results import (  # re-exported: the results API lives there
+    METRICS,
+    RESULTS_FILES,
+    Results,
+    _json,
+    _unjson,
+    bar_chart,
+    caption,
+    check_merge,
+    floor_key,
+    load_floors,
+    markdown_table,
+    merge_results,
+    normalised_return,
+    read_earlier,
+    read_json,
+    settings,
+    summarise,
+    write_csv,
+    write_json,
+    write_results,
+)
+
+__all__ = [
+    "DEFAULT_SHIFTS",
+    "METRICS",
+    "RESULTS_FILES",
+    "SPLIT_SHIFTS",
+    "Evaluator",
+    "Results",
+    "bar_chart",
+    "caption",
+    "check_merge",
+    "evaluate",
+    "evaluate_runs",
+    "floor_key",
+    "load_floors",
+    "make_rollout",
+    "markdown_table",
+    "max_return",
+    "merge_results",
+    "normalised_return",
+    "parse_shift",
+    "random_floor",
+    "read_earlier",
+    "read_json",
+    "settings",
+    "summarise",
+    "write_csv",
+    "write_json",
+    "write_results",
+]
 
 SPLIT_SHIFTS = ("novel_objects", "outer_positions")
 DEFAULT_SHIFTS = ("id", "novel_objects", "outer_positions", "texture", "weak", "strong")
-METRICS = ("normalised", "return", "random_return", "success_once", "success_end")
 _RESERVED = ("num_envs", "auto_reset", "shift", "split")
 
 
 # ----- numbers -------------------------------------------------------------------------------
-
-
-def normalised_return(ret, random_return, max_return):
-    """``(R - R_random) / (R_max - R_random)``, elementwise; NaN where ``R_max <= R_random``."""
-    r, lo, hi = (np.asarray(x, np.float64) for x in (ret, random_return, max_return))
-    span = hi - lo
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(span > 0, (r - lo) / np.where(span > 0, span, 1.0), np.nan)
-
-
-def summarise(per_seed) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and standard error (``std(ddof=1) / sqrt(n)``) over the leading (seed) axis.
-
-    With one seed the SE is NaN. NaN entries (shifts that do not apply) stay NaN.
-    """
-    x = np.asarray(per_seed, np.float64)
-    if x.ndim == 0 or x.shape[0] == 0:
-        raise ValueError(f"per_seed must have a leading seed axis of size >= 1, got {x.shape}")
-    n = x.shape[0]
-    mean = x.mean(0)
-    se = x.std(0, ddof=1) / math.sqrt(n) if n > 1 else np.full_like(mean, np.nan)
-    return mean, se
 
 
 def max_return(env) -> float:
@@ -310,128 +340,7 @@ def make_rollout(env_list: Sequence, episodes: int, agent=None):
     return jax.jit(run)
 
 
-# ----- results -----------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class Results:
-    """Evaluation of one model: per-episode arrays ``[seeds, shifts, episodes]`` (NaN for a
-    shift that does not apply, explained in ``notes``) and the settings that produced them."""
-
-    task: str
-    shifts: tuple[str, ...]
-    episodes: int
-    seed: int
-    env_kwargs: dict
-    max_return: float
-    returns: np.ndarray
-    success_once: np.ndarray
-    success_end: np.ndarray
-    random_returns: np.ndarray
-    notes: dict[str, str] = dataclasses.field(default_factory=dict)
-
-    @property
-    def num_seeds(self) -> int:
-        return int(self.returns.shape[0])
-
-    def per_seed(self) -> dict[str, np.ndarray]:
-        """Each of ``METRICS`` per seed and shift, ``[seeds, shifts]``."""
-        ret, floor = self.returns.mean(-1), self.random_returns.mean(-1)
-        return {
-            "normalised": normalised_return(ret, floor, self.max_return),
-            "return": ret,
-            "random_return": floor,
-            "success_once": self.success_once.mean(-1),
-            "success_end": self.success_end.mean(-1),
-        }
-
-    def summary(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """``{metric: (mean [shifts], se [shifts])}`` over seeds (see :func:`summarise`)."""
-        return {k: summarise(v) for k, v in self.per_seed().items()}
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (NaN as ``None``): settings, summary, per-seed and per-episode data."""
-        per_seed, summary = self.per_seed(), self.summary()
-        by_shift = lambda a: {s: _json(a[..., i]) for i, s in enumerate(self.shifts)}  # noqa: E731
-        return {
-            "task": self.task,
-            "shifts": list(self.shifts),
-            "episodes": self.episodes,
-            "seed": self.seed,
-            "seeds": self.num_seeds,
-            "env_kwargs": self.env_kwargs,
-            "max_return": self.max_return,
-            "notes": self.notes,
-            "summary": {
-                m: {
-                    s: {"mean": _json(mu[i]), "se": _json(se[i])} for i, s in enumerate(self.shifts)
-                }
-                for m, (mu, se) in summary.items()
-            },
-            "per_seed": {m: by_shift(v) for m, v in per_seed.items()},
-            "per_episode": {
-                "return": _per_episode(self.returns, self.shifts),
-                "success_once": _per_episode(self.success_once, self.shifts),
-                "success_end": _per_episode(self.success_end, self.shifts),
-                "random_return": _per_episode(self.random_returns, self.shifts),
-            },
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Results:
-        """Inverse of :meth:`to_dict`."""
-        shifts = tuple(d["shifts"])
-
-        def arr(name):
-            per = d["per_episode"][name]
-            a = np.array([[_unjson(x) for x in per[s]] for s in shifts], np.float64)
-            return a.transpose(1, 0, 2)  # [shifts, seeds, episodes] -> [seeds, shifts, episodes]
-
-        return cls(
-            task=d["task"],
-            shifts=shifts,
-            episodes=int(d["episodes"]),
-            seed=int(d["seed"]),
-            env_kwargs=dict(d["env_kwargs"]),
-            max_return=float(d["max_return"]),
-            returns=arr("return"),
-            success_once=arr("success_once"),
-            success_end=arr("success_end"),
-            random_returns=arr("random_return"),
-            notes=dict(d.get("notes", {})),
-        )
-
-
-def _json(x):
-    """numpy -> nested lists of floats, NaN as None."""
-    a = np.asarray(x, np.float64)
-    if a.ndim == 0:
-        return None if not np.isfinite(a) else float(a)
-    return [_json(v) for v in a]
-
-
-def _unjson(x):
-    if x is None:
-        return np.nan
-    if isinstance(x, list):
-        return [_unjson(v) for v in x]
-    return float(x)
-
-
-def _per_episode(a, shifts):
-    return {s: _json(a[:, i, :]) for i, s in enumerate(shifts)}
-
-
 # ----- evaluation --------------------------------------------------------------------------------
-
-
-def floor_key(task: str, env_kwargs: Mapping, shift: str, episodes: int, seed: int) -> str:
-    """Cache key of one random floor: (task, env settings, shift, episodes, seed) as JSON."""
-    return json.dumps(
-        {"task": task, "env": dict(env_kwargs), "shift": shift, "episodes": episodes, "seed": seed},
-        sort_keys=True,
-        default=str,
-    )
 
 
 class Evaluator:
@@ -587,22 +496,32 @@ def evaluate_runs(
     *,
     strict: bool = False,
     metric: str = "normalised",
+    overwrite: bool = False,
 ) -> dict[str, Results]:
     """Evaluates training runs (``{model name: run directory}``, see
-    :func:`pvm_mbrl.experiment.load_agent`) and writes ``results.{json,csv,md,png}`` to ``out``.
+    :func:`pvm_mbrl.experiment.load_agent`) and merges them into ``out/results.json`` with
+    :func:`write_results`, which redraws ``results.{csv,md,png}``; returns all merged models.
 
-    Runs with the same task, env settings and agent config share one compiled rollout; random
-    floors already in ``out/results.json`` are reused. Prints the Markdown table.
+    The merge is checked before anything is evaluated: a model name already in the file raises
+    unless ``overwrite`` (models not evaluated now are always kept), and so do earlier results
+    of another task, shift list, episode count or seed. Runs with the same task, env settings
+    and agent config share one compiled rollout; random floors already in ``out/results.json``
+    are reused. Prints the Markdown table.
     """
-    from pvm_mbrl.experiment import load_agent
+    from pvm_mbrl.experiment import Experiment, load_agent
 
-    if len(set(runs)) != len(runs):
-        raise ValueError(f"model names must be unique, got {list(runs)}")
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    if not runs:
+        raise ValueError("runs is empty: need {model name: run directory}")
     out = pathlib.Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    previous = out / "results.json"
+    previous = out / RESULTS_FILES[0]
+    earlier = read_earlier(out, overwrite=overwrite)
+    planned = {
+        name: settings(Experiment.load(run).task, shifts, episodes, seed)
+        for name, run in runs.items()
+    }
+    check_merge(earlier, planned, previous, overwrite=overwrite)
     floors = load_floors(previous) if previous.exists() else {}
     results, evaluators = {}, {}
     for name, run in runs.items():
@@ -618,173 +537,9 @@ def evaluate_runs(
         for shift, note in res.notes.items():
             print(f"  {shift}: {note}")
         results[name] = res
-    write_json(results, out / "results.json")
-    write_csv(results, out / "results.csv")
-    table = markdown_table(results, metric)
-    tasks = ", ".join(sorted({r.task for r in results.values()}))
-    caption = (
-        f"{metric.replace('_', ' ')} on {tasks}: mean ± standard error over seeds, "
-        f"{episodes} episodes per shift and seed (n/a: the task has no such split)"
-    )
-    (out / "results.md").write_text(f"{caption}\n\n{table}\n")
-    bar_chart(results, out / "results.png", metric, title=caption)
-    print(f"\n{caption}\n\n{table}\n\nwrote {out}/results.{{json,csv,md,png}}")
-    return results
-
-
-# ----- writers -----------------------------------------------------------------------------------
-
-
-def _shift_union(results_by_model: Mapping[str, Results]) -> list[str]:
-    if not results_by_model:
-        raise ValueError("results_by_model is empty")
-    return list(dict.fromkeys(s for r in results_by_model.values() for s in r.shifts))
-
-
-def _cell(res: Results, shift: str, metric: str) -> tuple[float, float]:
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
-    if shift not in res.shifts:
-        return np.nan, np.nan
-    mean, se = res.summary()[metric]
-    i = res.shifts.index(shift)
-    return float(mean[i]), float(se[i])
-
-
-def write_json(results_by_model: Mapping[str, Results], path) -> pathlib.Path:
-    """``{"models": {name: Results.to_dict()}, "random_floors": [...]}`` to ``path``; the floors
-    are one record per (task, env settings, shift, episodes, seed) (see :func:`load_floors`)."""
-    floors = {}
-    for res in results_by_model.values():
-        for k in range(res.num_seeds):
-            for i, shift in enumerate(res.shifts):
-                returns = res.random_returns[k, i]
-                if np.all(np.isnan(returns)):
-                    continue
-                rec = {
-                    "task": res.task,
-                    "env_kwargs": res.env_kwargs,
-                    "shift": shift,
-                    "episodes": res.episodes,
-                    "seed": res.seed + k,
-                    "mean": _json(returns.mean()),
-                    "returns": _json(returns),
-                }
-                key = floor_key(res.task, res.env_kwargs, shift, res.episodes, res.seed + k)
-                floors[key] = rec
-    doc = {
-        "models": {name: res.to_dict() for name, res in results_by_model.items()},
-        "random_floors": list(floors.values()),
-    }
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=1, default=str, allow_nan=False))
-    return path
-
-
-def read_json(path) -> dict[str, Results]:
-    """The models of a file from :func:`write_json`."""
-    doc = json.loads(pathlib.Path(path).read_text())
-    return {name: Results.from_dict(d) for name, d in doc["models"].items()}
-
-
-def load_floors(path) -> dict[str, list[float]]:
-    """The random-floor cache (for ``floors=``) stored by :func:`write_json` in ``path``."""
-    doc = json.loads(pathlib.Path(path).read_text())
-    return {
-        floor_key(r["task"], r["env_kwargs"], r["shift"], r["episodes"], r["seed"]): r["returns"]
-        for r in doc.get("random_floors", [])
-    }
-
-
-def write_csv(results_by_model: Mapping[str, Results], path) -> pathlib.Path:
-    """One row per (model, shift): settings, then ``<metric>_mean`` and ``<metric>_se`` for each
-    of ``METRICS`` (empty cells for NaN) and the note."""
-    cols = ["model", "task", "shift", "split", "preset", "seeds", "episodes", "max_return"]
-    cols += [f"{m}_{s}" for m in METRICS for s in ("mean", "se")] + ["note"]
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(cols)
-        for name, res in results_by_model.items():
-            summary = res.summary()
-            for i, shift in enumerate(res.shifts):
-                split, preset = parse_shift(shift)
-                row = [name, res.task, shift, split, preset, res.num_seeds, res.episodes]
-                row.append(res.max_return)
-                for m in METRICS:
-                    row += [_csv(summary[m][0][i]), _csv(summary[m][1][i])]
-                w.writerow([*row, res.notes.get(shift, "")])
-    return path
-
-
-def _csv(x) -> str:
-    return "" if not np.isfinite(x) else repr(float(x))
-
-
-def markdown_table(
-    results_by_model: Mapping[str, Results], metric: str = "normalised", digits: int = 2
-) -> str:
-    """Models x shifts, cells ``"mean ± se"`` (the mean alone with one seed, ``n/a`` where the
-    shift does not apply, ``-`` where a model was not evaluated on it)."""
-    names = _shift_union(results_by_model)
-    lines = [
-        "| model | " + " | ".join(names) + " |",
-        "|---|" + "---|" * len(names),
-    ]
-    for model, res in results_by_model.items():
-        cells = []
-        for shift in names:
-            mean, se = _cell(res, shift, metric)
-            if shift not in res.shifts:
-                cells.append("-")
-            elif not np.isfinite(mean):
-                cells.append("n/a")
-            elif not np.isfinite(se):
-                cells.append(f"{mean:.{digits}f}")
-            else:
-                cells.append(f"{mean:.{digits}f} ± {se:.{digits}f}")
-        lines.append(f"| {model} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def bar_chart(
-    results_by_model: Mapping[str, Results], path, metric: str = "normalised", title: str = ""
-) -> pathlib.Path:
-    """Grouped bars (shifts on the x axis, one bar per model, error bars = SE) as a PNG."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    names = _shift_union(results_by_model)
-    models = list(results_by_model)
-    width = 0.8 / len(models)
-    fig = Figure(figsize=(max(6.0, 1.1 * len(names) + 2), 3.8))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    x = np.arange(len(names))
-    for m, model in enumerate(models):
-        res = results_by_model[model]
-        cells = [_cell(res, s, metric) for s in names]
-        mean = np.array([c[0] for c in cells])
-        se = np.array([c[1] for c in cells])
-        ok = np.isfinite(mean)
-        xs = x + (m - (len(models) - 1) / 2) * width
-        has_se = ok & np.isfinite(se)
-        ax.bar(xs[ok], mean[ok], width, label=model)
-        if has_se.any():
-            ax.errorbar(xs[has_se], mean[has_se], se[has_se], fmt="none", ecolor="k", capsize=3)
-        for i in np.flatnonzero(~ok):
-            label = "n/a" if names[i] in res.shifts else "-"
-            ax.text(xs[i], 0.0, label, ha="center", va="bottom", fontsize=7, rotation=90)
-    ax.set_xticks(x, names, rotation=20, ha="right")
-    ax.set_ylabel(metric.replace("_", " "))
-    ax.axhline(0.0, color="gray", lw=0.8)
-    ax.legend(fontsize=8)
-    if title:
-        ax.set_title(textwrap.fill(title, 90), fontsize=8)
-    fig.tight_layout()
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, format="png")
-    return path
+    merged = write_results(results, out, metric, overwrite=overwrite)
+    kept = len(merged) - len(results)
+    print(f"\n{(out / 'results.md').read_text()}")
+    print(f"wrote {out}/results.{{json,csv,md,png}} ({len(results)} model(s) evaluated now", end="")
+    print(f", {kept} kept from earlier)" if kept else ")")
+    return merged

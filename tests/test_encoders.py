@@ -1,12 +1,16 @@
 """PVM encoders: read-outs, heads, staged (cacheable) paths, fine-tuning levels and their
 optimiser, the registry, and custom encoders (``examples/custom_encoder.py``).
 
-Tiny models only: the 2-block checkpoints of ``tests/fixtures/vit`` and a 4-block random ViT.
+Tiny models only: the 2-block checkpoints of ``tests/fixtures/vit`` and a 4-block random ViT;
+damaged copies of them for the file errors.
 """
 
 import functools
 import importlib.util
+import json
 import pathlib
+import re
+import shutil
 import sys
 
 import jax
@@ -17,7 +21,7 @@ import pytest
 from flax import nnx
 
 from pvm_mbrl import encoders
-from pvm_mbrl.encoders import FineTune, PVMEncoder, make_pvm_optimizer, param_labels
+from pvm_mbrl.encoders import FineTune, PVMEncoder, checkpoints, make_pvm_optimizer, param_labels
 from pvm_mbrl.encoders.checkpoints import load_vit
 from pvm_mbrl.encoders.finetune import layer_decay_factor
 from pvm_mbrl.encoders.pvm import HEADS, OUTPUTS
@@ -272,6 +276,83 @@ def test_finetune_parse():
         FineTune.parse("partial:13", num_layers=12)
     with pytest.raises(TypeError):
         FineTune.parse(4)
+
+
+# --- damaged checkpoint files --------------------------------------------------------------------
+
+
+def _copy_fixture(tmp_path, name="dinov2") -> pathlib.Path:
+    return pathlib.Path(shutil.copytree(FIXTURES / name, tmp_path / name))
+
+
+def _file_error(path: pathlib.Path, what: str, load, cause: type) -> None:
+    """``load()`` raises a ValueError (a CheckpointFileError) naming ``path`` and ``what``,
+    chained from ``cause``."""
+    with pytest.raises(ValueError, match=re.escape(str(path)) + ".*" + what) as err:
+        load()
+    assert isinstance(err.value, checkpoints.CheckpointFileError)
+    assert isinstance(err.value.__cause__, cause), repr(err.value.__cause__)
+
+
+@pytest.mark.parametrize("keep", [0, 7, 100, -1000])
+def test_truncated_safetensors_names_the_file(tmp_path, keep):
+    from safetensors import SafetensorError
+
+    folder = _copy_fixture(tmp_path)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:keep])
+    _file_error(weights, "truncated or corrupt", lambda: load_vit(folder), SafetensorError)
+
+
+def test_config_json_errors_name_the_file(tmp_path):
+    folder = _copy_fixture(tmp_path)
+    config = folder / "config.json"
+    good = json.loads(config.read_text())
+    config.write_text('{"model_type": "dinov2",\n "hidden_size": 16,,\n}')
+    _file_error(
+        config,
+        r"not valid JSON: Expecting property name .* at line 2, column 20",
+        lambda: load_vit(folder),
+        json.JSONDecodeError,
+    )
+    # The same through the registry, which reads only the architecture.
+    scratch = lambda: encoders.make(  # noqa: E731
+        "vit-scratch", (28, 28, 3), rngs=nnx.Rngs(0), checkpoint=folder
+    )
+    _file_error(config, "line 2, column 20", scratch, json.JSONDecodeError)
+    config.write_bytes(b'{"model_type": "\xff"}')
+    _file_error(config, "not UTF-8", lambda: load_vit(folder), UnicodeDecodeError)
+    config.write_text("[1, 2]")
+    with pytest.raises(ValueError, match=re.escape(str(config)) + " must hold a JSON object"):
+        load_vit(folder)
+    config.write_text(json.dumps({**good, "model_type": "vit"}))
+    _file_error(config, "unknown model family", lambda: load_vit(folder), ValueError)
+
+
+def test_sharded_index_errors_name_the_file(tmp_path):
+    from safetensors import SafetensorError, safe_open
+
+    folder = _copy_fixture(tmp_path)
+    shard = folder / "model-00001-of-00001.safetensors"
+    (folder / "model.safetensors").rename(shard)
+    with safe_open(str(shard), framework="numpy") as f:
+        keys = list(f.keys())
+    index = folder / "model.safetensors.index.json"
+    weight_map = dict.fromkeys(keys, shard.name)
+    index.write_text(json.dumps({"weight_map": weight_map}))
+    load_vit(folder)  # the good index loads
+    index.write_text('{"weight_map": {')
+    _file_error(index, "not valid JSON", lambda: load_vit(folder), json.JSONDecodeError)
+    index.write_text('{"metadata": {}}')
+    with pytest.raises(ValueError, match=re.escape(str(index)) + " must hold a 'weight_map'"):
+        load_vit(folder)
+    index.write_text(json.dumps({"weight_map": {**weight_map, "extra.weight": shard.name}}))
+    absent = r" names tensors that are not in their shard: absent \(1\): extra.weight \("
+    with pytest.raises(ValueError, match=re.escape(str(index)) + absent):
+        load_vit(folder)
+    index.write_text(json.dumps({"weight_map": weight_map}))
+    shard.write_bytes(shard.read_bytes()[:-10])
+    _file_error(shard, "truncated or corrupt", lambda: load_vit(folder), SafetensorError)
 
 
 # --- fine-tuning levels -------------------------------------------------------------------------

@@ -2,15 +2,21 @@
 un-batched rollouts of the same envs and keys, the random floor and its cache, and the writers."""
 
 import csv
+import dataclasses
+import importlib.util
 import json
 import math
+import pathlib
+import re
+import sys
 
 import jax
 import numpy as np
 import pytest
 
-from pvm_mbrl import envs, evaluate
+from pvm_mbrl import envs, evaluate, evaluate_results
 from pvm_mbrl.dreamer import Dreamer, DreamerConfig
+from pvm_mbrl.experiment import Experiment
 
 KW = dict(image_size=16, camera="front", episode_length=4, render_shadows=False)
 SHIFTS = ("id", "strong", "outer_positions", "novel_objects")
@@ -184,3 +190,154 @@ def test_writers_round_trip(tmp_path):
 
     png = evaluate.bar_chart(models, tmp_path / "r.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ----- merging into an output directory ----------------------------------------------------------
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _model(rng_seed, **changes):
+    """A fake model evaluated with seed 0 (its numbers drawn from ``rng_seed``)."""
+    return dataclasses.replace(_fake(seed=rng_seed), **{"seed": 0, **changes})
+
+
+def _snapshot(out):
+    return {p.name: p.read_bytes() for p in sorted(pathlib.Path(out).iterdir())}
+
+
+def test_write_results_merges_by_model_name(tmp_path):
+    a, b = _model(0), _model(1)
+    evaluate.write_results({"cnn": a}, tmp_path)
+    merged = evaluate.write_results({"vit": b}, tmp_path)
+    assert list(merged) == ["cnn", "vit"]
+    back = evaluate.read_json(tmp_path / "results.json")
+    assert list(back) == ["cnn", "vit"]
+    np.testing.assert_array_equal(back["cnn"].returns, a.returns)
+    np.testing.assert_array_equal(back["vit"].returns, b.returns)
+    assert len(evaluate.load_floors(tmp_path / "results.json")) == 3 * 2  # (seed, shift): shared
+    rows = list(csv.DictReader(open(tmp_path / "results.csv")))
+    assert [r["model"] for r in rows] == ["cnn"] * 3 + ["vit"] * 3
+    md = (tmp_path / "results.md").read_text()
+    assert md.startswith("normalised on Reach: ") and "4 episodes" in md
+    assert md.endswith(evaluate.markdown_table(merged) + "\n")
+    assert (tmp_path / "results.png").read_bytes()[:4] == b"\x89PNG"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(evaluate.RESULTS_FILES)
+
+
+def test_write_results_replaces_a_model_only_with_overwrite(tmp_path):
+    a, b, a2 = _model(0), _model(1), _model(2)
+    evaluate.write_results({"cnn": a, "vit": b}, tmp_path)
+    before = _snapshot(tmp_path)
+    path = tmp_path / "results.json"
+    with pytest.raises(
+        ValueError, match=re.escape(f"{path} already holds results of model(s) ['cnn']")
+    ):
+        evaluate.write_results({"cnn": a2, "new": _model(3)}, tmp_path)
+    assert _snapshot(tmp_path) == before  # nothing written
+    merged = evaluate.write_results({"cnn": a2}, tmp_path, overwrite=True)
+    back = evaluate.read_json(path)
+    assert list(merged) == list(back) == ["cnn", "vit"]  # replaced in place, vit kept
+    np.testing.assert_array_equal(back["cnn"].returns, a2.returns)
+    np.testing.assert_array_equal(back["vit"].returns, b.returns)
+
+
+@pytest.mark.parametrize(
+    ("change", "shown"),
+    [
+        (dict(task="PickObject"), "task PickObject"),
+        (dict(episodes=8), "8 episodes"),
+        (dict(seed=5), "seed 5"),
+        (dict(shifts=("id", "strong", "outer_positions")), "'outer_positions'"),
+    ],
+)
+def test_write_results_refuses_earlier_results_of_other_settings(tmp_path, change, shown):
+    evaluate.write_results({"cnn": _model(0)}, tmp_path)
+    before = _snapshot(tmp_path)
+    other = _model(1, **change)
+    path = tmp_path / "results.json"
+    with pytest.raises(ValueError, match="other settings") as err:
+        evaluate.write_results({"other": other}, tmp_path)
+    msg = str(err.value)
+    assert str(path) in msg and shown in msg and "'cnn': task Reach" in msg
+    assert "--overwrite" in msg
+    assert _snapshot(tmp_path) == before
+    merged = evaluate.write_results({"other": other}, tmp_path, overwrite=True)
+    assert list(merged) == list(evaluate.read_json(path)) == ["cnn", "other"]
+    md = (tmp_path / "results.md").read_text()
+    if "task" in change:
+        assert md.startswith("normalised on PickObject, Reach: ")
+    if "episodes" in change:
+        assert "4 or 8 episodes" in md
+    if "shifts" in change:
+        assert "-: the model was not evaluated on that shift" in md
+
+
+def test_unreadable_or_foreign_results_are_never_replaced(tmp_path):
+    path = tmp_path / "results.json"
+    for text, match in (
+        ('{"models": {"cnn": ', "invalid JSON"),  # truncated
+        ('{"rows": []}', "expected a JSON object with a 'models' object"),
+        ('{"models": {"cnn": {"task": "Reach"}}}', "model 'cnn' is not a Results record"),
+    ):
+        path.write_text(text)
+        for overwrite in (False, True):
+            with pytest.raises(ValueError, match=match) as err:
+                evaluate.write_results({"vit": _model(1)}, tmp_path, overwrite=overwrite)
+            assert str(path) in str(err.value)
+            assert path.read_text() == text and sorted(tmp_path.iterdir()) == [path]
+    # Table, data or chart without the JSON they were drawn from: replaced only with overwrite.
+    path.unlink()
+    (tmp_path / "results.md").write_text("someone's table")
+    with pytest.raises(ValueError, match=r"holds \['results.md'\] but no results.json"):
+        evaluate.write_results({"vit": _model(1)}, tmp_path)
+    assert (tmp_path / "results.md").read_text() == "someone's table"
+    evaluate.write_results({"vit": _model(1)}, tmp_path, overwrite=True)
+    assert list(evaluate.read_json(path)) == ["vit"]
+
+
+def test_interrupted_write_keeps_the_earlier_file(tmp_path, monkeypatch):
+    evaluate.write_csv({"cnn": _model(0)}, tmp_path / "results.csv")
+    before = _snapshot(tmp_path)
+    calls = []
+
+    def failing(x):
+        calls.append(x)
+        if len(calls) > 3:
+            raise KeyboardInterrupt
+        return repr(float(x))
+
+    monkeypatch.setattr(evaluate_results, "_csv", failing)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate.write_csv({"vit": _model(1)}, tmp_path / "results.csv")
+    assert _snapshot(tmp_path) == before  # no truncated csv, no temporary file left
+
+
+@pytest.fixture(scope="module")
+def example():
+    spec = importlib.util.spec_from_file_location("evaluate_example", ROOT / "examples/evaluate.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclass looks the module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_example_checks_the_merge_before_evaluating(example, tmp_path):
+    """``examples/evaluate.py`` into an ``--out`` with another run's results: the same model name
+    or another task stop it before any run is loaded, and nothing in ``--out`` changes."""
+    out = tmp_path / "evaluation"
+    evaluate.write_json({"cnn": _model(0)}, out / "results.json")
+    before = _snapshot(out)
+    reach, pick = tmp_path / "cnn", tmp_path / "pick"
+    Experiment(task="Reach", logdir=str(reach)).save(reach)  # no checkpoints: loading would fail
+    Experiment(task="PickObject", logdir=str(pick)).save(pick)
+    common = ["--out", str(out), "--episodes", "4", "--shifts", "id", "strong", "novel_objects"]
+    with pytest.raises(ValueError, match=r"already holds results of model\(s\) \['cnn'\]"):
+        example.main(["--runs", str(reach), *common])
+    with pytest.raises(ValueError, match=r"'cnn': task Reach.*--overwrite"):
+        example.main(["--runs", str(pick), *common])
+    assert _snapshot(out) == before
+    # --overwrite passes the checks: the run is loaded (and fails here: it has no checkpoint).
+    with pytest.raises(FileNotFoundError, match="checkpoint"):
+        example.main(["--runs", str(reach), *common, "--overwrite"])
+    assert _snapshot(out) == before

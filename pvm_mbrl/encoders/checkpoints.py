@@ -26,6 +26,10 @@ DINOv2's ``embeddings.mask_token`` (masked pre-training only), CLIP's
 ``text_projection``, ``visual_projection`` and ``logit_scale``. Any other missing, unexpected or
 mis-shaped key raises one ValueError listing them all. Weights of any float dtype (bfloat16
 included) are loaded as float32 parameters.
+
+A file of the checkpoint that cannot be read (a truncated or corrupt ``.safetensors``, a
+``config.json`` or index that is not JSON, not a JSON object, or not what it should hold)
+raises :class:`CheckpointFileError`, a ValueError naming the file, chained from the original.
 """
 
 from __future__ import annotations
@@ -73,6 +77,37 @@ CLIP_OTHER_TOWER = ("text_model.", "text_projection.", "visual_projection.", "lo
 class LoadedViT(NamedTuple):
     model: ViT
     family: str
+
+
+class CheckpointFileError(ValueError):
+    """A checkpoint file is unreadable or malformed; the message names the file."""
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``; :class:`CheckpointFileError` naming it otherwise."""
+    try:
+        doc = json.loads(path.read_bytes())
+    except json.JSONDecodeError as e:
+        raise CheckpointFileError(
+            f"{path} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}"
+        ) from e
+    except UnicodeDecodeError as e:
+        raise CheckpointFileError(f"{path} is not valid JSON: not UTF-8 text ({e})") from e
+    if not isinstance(doc, dict):
+        raise CheckpointFileError(f"{path} must hold a JSON object, got {type(doc).__name__}")
+    return doc
+
+
+def _open_safetensors(path: Path):
+    """``safe_open(path)``; :class:`CheckpointFileError` naming a truncated or corrupt file."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        return safe_open(str(path), framework="numpy")
+    except SafetensorError as e:
+        raise CheckpointFileError(
+            f"{path} is not a readable safetensors file (truncated or corrupt: {e})"
+        ) from e
 
 
 def _square(value: Any, field: str) -> int:
@@ -262,14 +297,19 @@ class _Shards:
     """Lazy reader over one or several safetensors files: ``keys``, ``shape(key)``, ``[key]``."""
 
     def __init__(self, folder: Path):
-        from safetensors import safe_open
-
         index, single = folder / INDEX_FILE, folder / WEIGHTS_FILE
         if single.is_file():
             files = {single.name: single}
             owner = None
         elif index.is_file():
-            weight_map = json.loads(index.read_text())["weight_map"]
+            weight_map = _read_json(index).get("weight_map")
+            if not isinstance(weight_map, dict) or not all(
+                isinstance(v, str) for v in weight_map.values()
+            ):
+                raise CheckpointFileError(
+                    f"{index} must hold a 'weight_map' object mapping tensor names to shard "
+                    f"files, got {type(weight_map).__name__}"
+                )
             files = {name: folder / name for name in sorted(set(weight_map.values()))}
             missing = [str(f) for f in files.values() if not f.is_file()]
             if missing:
@@ -282,7 +322,15 @@ class _Shards:
                 f"safetensors are read); found {found}"
             )
         self._files = files
-        self._handles = {name: safe_open(str(f), framework="numpy") for name, f in files.items()}
+        self._handles = {name: _open_safetensors(f) for name, f in files.items()}
+        if owner is not None:
+            held = {name: set(h.keys()) for name, h in self._handles.items()}
+            absent = sorted(f"{k} ({n})" for k, n in owner.items() if k not in held[n])
+            if absent:
+                raise CheckpointFileError(
+                    f"{index} names tensors that are not in their shard: "
+                    + _listing("absent", absent)
+                )
         self._owner = owner or {k: n for n, h in self._handles.items() for k in h.keys()}
 
     def keys(self) -> list[str]:
@@ -306,6 +354,8 @@ def _read_bf16(path: Path, key: str) -> np.ndarray:
         start, end = header[key]["data_offsets"]
         f.seek(start, 1)
         data = f.read(end - start)
+    if len(data) != end - start:
+        raise CheckpointFileError(f"{path} is truncated: tensor {key} is cut short")
     return np.frombuffer(data, ml_dtypes.bfloat16).reshape(header[key]["shape"])
 
 
@@ -387,7 +437,13 @@ def read_config(
     config_file = folder / CONFIG_FILE
     if not config_file.is_file():
         raise FileNotFoundError(f"{folder} has no {CONFIG_FILE}")
-    return folder, parse_config(json.loads(config_file.read_text()))
+    config = _read_json(config_file)
+    try:
+        return folder, parse_config(config)
+    except (ValueError, TypeError, KeyError, AttributeError) as e:  # not NotImplementedError
+        raise CheckpointFileError(
+            f"{config_file} does not describe a supported ViT: {type(e).__name__}: {e}"
+        ) from e
 
 
 def load_vit(
