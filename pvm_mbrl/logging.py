@@ -135,8 +135,8 @@ class Logger:
     def media(self, agent, state, trainer, step: int, key=None, rows: int = 4) -> None:
         """Observation grid, the last finished episode of env 0 and world-model open-loop
         predictions next to the truth (seed 0 of a multi-seed state)."""
-        if trainer.seeds is not None:
-            state = jax.tree.map(lambda x: x[0], state)
+        if trainer.seeds is not None:  # one compiled selection, not one op per leaf and shape
+            state = _first_seed(state.replace(env=None, carry=None))
         (img,) = (k for k in agent.obs_keys if len(agent.obs_space[k].shape) == 3)
         buffer = jax.device_get(state.replay)
         pos, pixels = int(buffer.pos), buffer.data[img]
@@ -206,3 +206,8 @@ def _fmt_time(seconds: float) -> str:
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+@jax.jit
+def _first_seed(tree):
+    return jax.tree.map(lambda x: x[0], tree)
