@@ -40,7 +40,7 @@ def child(a, t0: float) -> dict:
     ends = {"imports": time.time() - t0}
     with CompileLog() as log:
         exp = experiment(a, Experiment)
-        _, agent, trainer = build(exp)
+        _, _, trainer = build(exp)
         ends["build"] = time.time() - t0
         state = jax.block_until_ready(trainer.init(seed_keys(exp)))
         ends["init"] = time.time() - t0
