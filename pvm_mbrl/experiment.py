@@ -14,7 +14,8 @@ exp, agent, states = load_agent("runs/dinov2_partial")   # one AgentState per se
 
 ``examples/train.py`` exposes every field of :class:`Experiment` on the command line (tyro).
 The run directory holds ``experiment.json`` (this config), ``checkpoints/`` (orbax, with the
-config JSON next to each step), ``events.out.tfevents.*`` (tensorboardX) and ``videos/``.
+config JSON and an integrity record next to each step), ``events.out.tfevents.*``
+(tensorboardX), ``videos/`` and ``.lock`` (held by the one process writing it).
 Several seeds train as one compiled program (``vmap`` over the seed axis of the train state).
 """
 
@@ -22,8 +23,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 import pathlib
 import time
+import warnings
 from typing import Any
 
 import jax
@@ -110,8 +113,9 @@ class Experiment:
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct and non-empty, got {self.seeds}")
         for name in ("steps", "log_every", "checkpoint_every", "video_every", "keep_checkpoints"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
         pvm_only = ("finetune", "checkpoint", "input_size", "pvm_lr")
         if self.encoder == "cnn" and any(getattr(self, n) is not None for n in pvm_only):
             raise ValueError(f"{', '.join(pvm_only)} apply to PVM encoders, not 'cnn'")
@@ -223,36 +227,83 @@ def seed_keys(exp: Experiment) -> jax.Array:
     return jax.numpy.stack([jax.random.PRNGKey(s) for s in exp.seeds])
 
 
-def run(exp: Experiment, resume: bool = False, progress: bool = True) -> dict[str, float]:
+def run(
+    exp: Experiment,
+    resume: bool = False,
+    progress: bool = True,
+    resume_step: int | None = None,
+) -> dict[str, float]:
     """Trains ``exp`` to ``exp.steps`` env steps per seed; returns the last logged scalars.
 
-    ``resume=True`` continues from the newest checkpoint in ``exp.logdir`` (the saved
-    experiment must equal ``exp`` apart from output settings and ``steps``); without it, an
-    existing run directory with checkpoints raises instead of being overwritten.
+    ``resume=True`` continues the run in ``exp.logdir`` (the saved experiment must equal
+    ``exp`` apart from output settings and ``steps``) from its newest checkpoint that passes
+    the integrity check (a damaged newer one is reported and skipped; see
+    :mod:`pvm_mbrl.checkpoint`), or from ``resume_step``; newer checkpoints than the restored
+    one are moved to ``<logdir>/checkpoints_set_aside``. A logdir without ``experiment.json``
+    cannot be resumed (``FileNotFoundError``); a run directory with no checkpoint yet starts
+    from the beginning. Without ``resume``, an existing run directory with checkpoints raises
+    instead of being overwritten. The directory is locked for the whole run
+    (:class:`~pvm_mbrl.rundir.RunLock`): a second writer raises ``RunDirLocked`` at once.
     """
-    from pvm_mbrl import checkpoint as ckpt
-    from pvm_mbrl import logging as logs
+    from pvm_mbrl.rundir import RunLock
 
     logdir = pathlib.Path(exp.logdir)
-    _, agent, trainer = build(exp)
+    if resume_step is not None and not resume:
+        raise ValueError(f"resume_step={resume_step} needs resume=True")
+    if resume and not (logdir / CONFIG_FILE).is_file():
+        raise FileNotFoundError(
+            f"cannot resume {logdir}: it has no {CONFIG_FILE}, so it is not a run directory "
+            f"(mistyped logdir?)"
+        )
+    with RunLock(logdir):
+        if resume:
+            _check_resumable(Experiment.load(logdir), exp)
+        return _run(exp, logdir, resume, resume_step, progress)
+
+
+def _run(exp, logdir, resume, resume_step, progress) -> dict[str, float]:
+    from pvm_mbrl import checkpoint as ckpt
+
     manager = ckpt.Checkpointer(
         logdir / "checkpoints", max_to_keep=exp.keep_checkpoints, save_replay=exp.save_replay
     )
-    state = None
-    if manager.latest_step() is not None:
-        if not resume:
-            raise FileExistsError(
-                f"{logdir} already holds checkpoints; pass resume=True (--resume) to continue "
-                f"it or choose another logdir"
-            )
-        _check_resumable(Experiment.load(logdir), exp)
-        template = jax.eval_shape(trainer.init, seed_keys(exp))
-        state = manager.restore(template)
-        if not exp.save_replay:
-            state = trainer.refill(state)
-    exp.save(logdir)
-    if state is None:
-        state = trainer.prefill(trainer.init(seed_keys(exp)))
+    try:
+        step = None
+        if manager.all_steps():
+            if not resume:
+                raise FileExistsError(
+                    f"{logdir} already holds checkpoints; pass resume=True (--resume) to "
+                    f"continue it or choose another logdir"
+                )
+            step = manager.select(resume_step)
+        elif resume_step is not None:
+            raise FileNotFoundError(f"no checkpoint {resume_step} in {manager.directory}")
+        _, agent, trainer = build(exp)
+        state = None
+        if step is not None:
+            state = manager.restore(jax.eval_shape(trainer.init, seed_keys(exp)), step)
+            newer = [s for s in manager.all_steps() if s > step]
+            if newer:
+                moved = manager.set_aside(newer, logdir / "checkpoints_set_aside")
+                warnings.warn(
+                    f"resuming {logdir} from step {step}: moved the newer checkpoints "
+                    f"{newer} to {moved[0].parent}",
+                    ckpt.CheckpointWarning,
+                    stacklevel=3,
+                )
+            if not exp.save_replay:
+                state = trainer.refill(state)
+        exp.save(logdir)
+        if state is None:
+            state = trainer.prefill(trainer.init(seed_keys(exp)))
+        return _train(exp, logdir, agent, trainer, state, manager, progress)
+    finally:
+        manager.close()
+
+
+def _train(exp, logdir, agent, trainer, state, manager, progress) -> dict[str, float]:
+    from pvm_mbrl import logging as logs
+
     logger = logs.Logger(logdir, total_steps=exp.steps, progress=progress)
     per_seed = lambda s: int(np.max(jax.device_get(s.env_steps)))  # noqa: E731
     start = per_seed(state)
@@ -282,7 +333,7 @@ def run(exp: Experiment, resume: bool = False, progress: bool = True) -> dict[st
             next_ckpt = _next_multiple(steps, exp.checkpoint_every)
     if manager.latest_step() != per_seed(state):
         manager.save(per_seed(state), state, exp.to_dict(), force=True)
-    manager.close()
+    manager.wait()
     logger.close()
     return last
 

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import dataclasses
 import fractions
+import math
+import numbers
 from typing import Any
 
 import jax
@@ -62,11 +64,25 @@ class TrainConfig:
     fused: bool = True
 
     def __post_init__(self):
-        for name in ("num_envs", "batch_size", "batch_length", "chunk_steps", "prefill"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.train_ratio <= 0:
-            raise ValueError(f"train_ratio must be > 0, got {self.train_ratio}")
+        ints = ("num_envs", "batch_size", "batch_length", "replay_capacity", "chunk_steps")
+        for name in (*ints, "prefill"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        ratio = self.train_ratio
+        if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not ratio > 0:
+            raise ValueError(f"train_ratio must be a number > 0, got {ratio!r}")
+        if not math.isfinite(ratio):
+            raise ValueError(f"train_ratio must be finite, got {ratio!r}")
+        if not isinstance(self.fused, bool):
+            raise ValueError(f"fused must be a bool, got {self.fused!r}")
+        per_env, rest = divmod(self.replay_capacity, self.num_envs)
+        if rest or per_env < self.batch_length:
+            raise ValueError(
+                f"replay_capacity ({self.replay_capacity}) must be a multiple of num_envs "
+                f"({self.num_envs}) and hold one sequence of batch_length ({self.batch_length}) "
+                f"steps per env: >= {self.num_envs * self.batch_length}"
+            )
         if self.prefill < self.batch_length:
             raise ValueError(
                 f"prefill ({self.prefill} steps per env) must be >= batch_length "
@@ -162,8 +178,7 @@ class Trainer:
         if self.seeds is not None:
             if key.shape != (self.seeds, 2):
                 raise ValueError(f"init needs one key per seed, [{self.seeds}, 2]; got {key.shape}")
-            agents = [self.agent.init(jax.random.split(k, 3)[0]) for k in key]
-            agent = jax.tree.map(lambda *x: jnp.stack(x), *agents)
+            agent = self.agent.init_many(jax.vmap(lambda k: jax.random.split(k, 3)[0])(key))
             return _commit(jax.jit(jax.vmap(self._init_fn))(key, agent))
         agent = self.agent.init(jax.random.split(key, 3)[0])
         shardings = None

@@ -352,3 +352,30 @@ def test_policy_rejects_carry_of_another_batch(agent):
         with pytest.raises(ValueError, match=f"batch must be an integer >= 1, got {bad!r}"):
             agent.initial_carry(bad)
     assert agent.initial_carry(np.int64(2))["deter"].shape == (2, 32)
+
+
+def test_bfloat16_losses_and_gradients_match_float32():
+    """bfloat16 compute (float32 parameters, as the official DreamerV3 runs on accelerators)
+    keeps every loss within 2% (or 0.02) of float32's and the gradient's direction."""
+    a32 = Dreamer(tiny_config(), OBS, ACT)
+    a16 = Dreamer(tiny_config(compute_dtype="bfloat16"), OBS, ACT)
+    state = a32.init(jax.random.PRNGKey(0))
+    batch = make_batch(np.random.default_rng(0), b=8, t=16)
+    trainable, rest = nnx.split_state(state.params, nnx.Param, ...)
+
+    def losses_and_grads(agent):
+        def loss(tr):
+            params = nnx.merge_state(tr, rest)
+            key = jax.random.PRNGKey(3)
+            return agent.loss(params, state.slow_critic, state.retnorm, batch, key)
+
+        (_, (_, metrics)), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(trainable)
+        flat = jnp.concatenate([g.ravel().astype(jnp.float32) for g in jax.tree.leaves(grads)])
+        return {k: float(v) for k, v in metrics.items() if k.startswith("loss/")}, flat
+
+    (m32, g32), (m16, g16) = losses_and_grads(a32), losses_and_grads(a16)
+    assert set(m32) == set(m16) and len(m32) >= 8
+    for k in m32:
+        assert abs(m16[k] - m32[k]) <= max(0.02 * abs(m32[k]), 0.02), (k, m32[k], m16[k])
+    cosine = float(g32 @ g16 / (jnp.linalg.norm(g32) * jnp.linalg.norm(g16)))
+    assert cosine > 0.99 and abs(float(jnp.linalg.norm(g16) / jnp.linalg.norm(g32)) - 1) < 0.05

@@ -1,13 +1,18 @@
 """Runs, checkpoints and logs: checkpoint round trip (with and without replay), kill -9 and
 resume reproducing the uninterrupted run exactly, several seeds in one program, and the
-tensorboard summaries (scalars, image grid, GIF videos) a run writes."""
+tensorboard summaries (scalars, image grid, GIF videos) a run writes. Faults: a damaged
+checkpoint skipped for the newest good one, ``--resume-step``, the run-directory lock, resume
+errors, loop settings checked before anything is written."""
 
 import dataclasses
+import importlib.util
 import logging
 import os
 import pathlib
+import re
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -22,6 +27,8 @@ from tensorboardX.proto import event_pb2
 from pvm_mbrl import checkpoint as ckpt
 from pvm_mbrl.experiment import Experiment, build, load_agent, run
 from pvm_mbrl.logging import gif_bytes, last_episode
+from pvm_mbrl.rundir import RunDirLocked, RunLock
+from pvm_mbrl.train import TrainConfig
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # The smallest agent on 16 px pixels, two seeds in one program; media every 16 env steps.
@@ -210,3 +217,139 @@ def test_last_episode_and_gif():
     assert decoded.shape[0] == 8
     with pytest.raises(ValueError, match="uint8"):
         gif_bytes(np.zeros((2, 4, 4, 3), np.float32))
+
+
+def train_script():
+    """``examples/train.py`` as a module (its ``parse`` and ``main``)."""
+    spec = importlib.util.spec_from_file_location("train_script", ROOT / "examples/train.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def steps_in(logdir: pathlib.Path) -> list[int]:
+    return sorted(int(p.name) for p in (logdir / "checkpoints").iterdir() if p.name.isdigit())
+
+
+def test_damaged_checkpoint_falls_back_and_resume_step_chooses(killed_run, tmp_path):
+    logdir = tmp_path / "run"
+    shutil.copytree(killed_run[0], logdir)
+    for step in steps_in(logdir):  # the resume test may have continued it
+        if step > RESUME_FROM:
+            shutil.rmtree(logdir / "checkpoints" / str(step))
+    assert steps_in(logdir) == [24, RESUME_FROM]  # the first after the prefill (16 steps)
+    step_dir = logdir / "checkpoints" / str(RESUME_FROM)
+    data = max((p for p in step_dir.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    raw = bytearray(data.read_bytes())
+    raw[1000:1016] = bytes(b ^ 0xFF for b in raw[1000:1016])  # 16 bytes, size unchanged
+    data.write_bytes(bytes(raw))
+    rel = data.relative_to(step_dir).as_posix()
+    # Reading the agent checks it: the damaged file is named, the newest good step is used.
+    with pytest.warns(ckpt.CheckpointWarning, match=f"checkpoint 32 .*{rel}.*step 24"):
+        _, _, states = load_agent(logdir)
+    leaves_equal(states, load_agent(logdir, 24)[2])
+    with pytest.raises(ckpt.DamagedCheckpointError, match=rel):
+        load_agent(logdir, RESUME_FROM)
+    # --resume falls back to step 24, keeps the damaged step aside and trains on.
+    exp = dataclasses.replace(Experiment.load(logdir), logdir=str(logdir), steps=40)
+    with pytest.warns(ckpt.CheckpointWarning) as caught:
+        run(exp, resume=True, progress=False)
+    messages = "\n".join(str(w.message) for w in caught)
+    assert f"checkpoint 32 in {logdir / 'checkpoints'} is damaged ({rel} " in messages
+    assert "falling back to step 24" in messages and "moved the newer checkpoints [32]" in messages
+    assert steps_in(logdir) == [24, 32, 40]
+    for step in steps_in(logdir):
+        assert ckpt.check_step(logdir / "checkpoints" / str(step)) is None
+    assert rel in ckpt.check_step(logdir / "checkpoints_set_aside" / "32")
+    # --resume-step (the --logdir=PATH form) restores that step and sets the newer ones aside.
+    with pytest.warns(ckpt.CheckpointWarning, match=r"moved the newer checkpoints \[32, 40\]"):
+        train_script().main(
+            ["--quiet", "--resume-step", "24", f"--logdir={logdir}", "--steps", "24"]
+        )
+    assert steps_in(logdir) == [24]
+    set_aside = sorted(p.name for p in (logdir / "checkpoints_set_aside").iterdir())
+    assert set_aside == ["32", "32.1", "40"]
+    with pytest.raises(FileNotFoundError, match=r"no checkpoint 99 .* available steps: \[24\]"):
+        run(exp, resume=True, resume_step=99, progress=False)
+
+
+def test_second_writer_is_refused_at_once(tmp_path):
+    logdir = tmp_path / "run"
+    exp = Experiment(**{**FLAGS, "steps": 8, "logdir": str(logdir)})
+    with RunLock(logdir):
+        holder = f"pid {os.getpid()} on host {socket.gethostname()}, started "
+        with pytest.raises(
+            RunDirLocked, match=re.escape(f"{logdir} is in use by another run ({holder}")
+        ):
+            run(exp, progress=False)
+        assert [p.name for p in logdir.iterdir()] == [".lock"]  # nothing else was written
+        # Another process is refused as well, naming this one.
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from pvm_mbrl.rundir import RunLock; RunLock(sys.argv[1]).acquire()",
+                str(logdir),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert out.returncode != 0 and "RunDirLocked" in out.stderr and holder in out.stderr
+    assert (logdir / ".lock").read_text() == ""
+    # run releases the lock when it raises (here: a changed experiment).
+    exp.save(logdir)
+    with pytest.raises(ValueError, match="size"):
+        run(dataclasses.replace(exp, size="tiny"), resume=True, progress=False)
+    RunLock(logdir).acquire().release()
+
+
+def test_resume_needs_a_run_directory(tmp_path, killed_run):
+    missing = tmp_path / "mistyped"
+    exp = Experiment(**{**FLAGS, "steps": 8, "logdir": str(missing)})
+    with pytest.raises(
+        FileNotFoundError, match=f"cannot resume {missing}: it has no experiment.json"
+    ):
+        run(exp, resume=True, progress=False)
+    with pytest.raises(ValueError, match="resume_step=8 needs resume=True"):
+        run(exp, resume_step=8, progress=False)
+    script = train_script()
+    for argv in (
+        ["--resume", "--logdir", str(missing)],
+        [f"--logdir={missing}", "--resume-step", "8"],
+    ):
+        with pytest.raises(FileNotFoundError, match=f"{missing} has no experiment.json"):
+            script.parse(argv)
+    assert not missing.exists()
+    # Both forms of --logdir find the saved experiment; only the flags given change it.
+    logdir = killed_run[0]
+    saved = Experiment.load(logdir)
+    for argv in (["--logdir", str(logdir)], [f"--logdir={logdir}"]):
+        args = script.parse(["--resume", *argv, "--steps", "64"])
+        assert args.resume and args.exp == dataclasses.replace(saved, steps=64)
+    args = script.parse([f"--logdir={logdir}", "--resume-step=16"])
+    assert args.resume_step == 16 and args.exp == saved
+
+
+def test_loop_settings_are_checked_before_anything_is_written(tmp_path):
+    logdir = tmp_path / "run"
+    # One sequence (batch_length 4) per env (2 envs) needs 8 steps of capacity.
+    with pytest.raises(ValueError, match=r"replay_capacity \(6\) .* batch_length \(4\)"):
+        Experiment(**{**FLAGS, "replay_capacity": 6, "logdir": str(logdir)})
+    with pytest.raises(ValueError, match="multiple of num_envs"):
+        Experiment(**{**FLAGS, "replay_capacity": 65})
+    for field, value in [
+        ("replay_capacity", 0),
+        ("num_envs", 2.5),
+        ("prefill", 8.0),
+        ("batch_size", True),
+        ("train_ratio", float("nan")),
+        ("train_ratio", float("inf")),
+        ("fused", "no"),
+    ]:
+        with pytest.raises(ValueError, match=field):
+            TrainConfig(**{"batch_length": 4, "prefill": 8, "chunk_steps": 4, field: value})
+    with pytest.raises(ValueError, match="steps must be an int"):
+        Experiment(**{**FLAGS, "steps": 1e5})
+    assert not logdir.exists()
