@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-learning test-all lint format bench lock clean
+.PHONY: demo test test-slow test-learning test-all lint format bench lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 --dist loadfile -m "not slow and not learning" $(PYTEST_ARGS)
+
+# The long integration checks left out of `make test` for time (CI runs them).
+test-slow: $(STAMP)
+	$(PY) -m pytest -n 2 --dist loadfile -m "slow and not learning" $(PYTEST_ARGS)
 
 test-learning: $(STAMP)
 	$(PY) -m pytest -m learning -s $(PYTEST_ARGS)

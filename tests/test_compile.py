@@ -8,30 +8,14 @@ import sys
 import textwrap
 
 import pytest
+import test_experiment
 
 from pvm_mbrl.compile_cache import CompileLog
 from pvm_mbrl.experiment import Experiment, run
 
-# The smallest agent on 16 px pixels (as tests/test_experiment.py): 6 chunks, logs, checkpoints
-# and videos several times over.
-FLAGS = dict(
-    task="Reach",
-    image_size=16,
-    size="micro",
-    num_envs=2,
-    batch_size=2,
-    batch_length=4,
-    replay_capacity=64,
-    prefill=8,
-    chunk_steps=4,
-    train_ratio=16,
-    episode_length=6,
-    log_every=8,
-    checkpoint_every=16,
-    video_every=16,
-    steps=64,
-    seeds=(0, 1),
-)
+# tests/test_experiment.py's smallest agent on 16 px pixels, two seeds: 6 chunks, logs,
+# checkpoints and videos several times over.
+FLAGS = {**test_experiment.FLAGS, "steps": 64, "checkpoint_every": 16, "keep_checkpoints": 3}
 PROBE = textwrap.dedent(
     """
     import jax, jax.numpy as jnp

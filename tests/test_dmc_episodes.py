@@ -103,6 +103,7 @@ def test_random_returns_and_trajectories_match_dm_control(name):
     assert abs(ours - theirs) <= 0.05 * max(abs(theirs), 20.0), (ours, theirs)
 
 
+@SLOW  # about 2 min cold; finger's rewards and observations are checked state by state
 def test_finger_trajectory_matches_dm_control():
     """finger_spin's contacts: 50 control steps from 4 starts, qpos within 2e-2 of C MuJoCo's
     and observations (touch sensors included) close (its whole episodes are ``slow``)."""

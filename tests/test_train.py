@@ -147,6 +147,7 @@ MESH_SCRIPT = SETUP + textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # a fresh process on 2 host devices compiles everything again (4.5 min cold)
 def test_two_device_mesh_matches_one_device(tmp_path):
     env = {
         **os.environ,

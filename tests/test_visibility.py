@@ -36,6 +36,7 @@ def test_pick_object_in_wrist_view_at_reset(task):
     assert np.mean(vis["object"].in_view) >= 0.9
 
 
+@pytest.mark.slow  # about 2 min cold
 def test_gripper_in_view_across_the_workspace_and_counts_match_segmentation(reach):
     """At every corner of the gripper's reachable box (fingers open and closed) the whole
     gripper is in the front view: some pixels, none on the image's border. On the same batch
