@@ -12,8 +12,8 @@ from dmc_oracle import oracle, row, set_oracle, task_env
 
 # One task per domain runs whole episodes (the physics is the domain's; tasks differ in reward
 # and initial state, which the state-wise checks cover for every task). The four whose episode
-# compiles and runs longest (1-2.5 min each on 2 cores) are ``slow`` (``make test-all``);
-# finger's 50-step trajectory stays in ``make test`` (``test_finger_trajectory``).
+# compiles and runs longest (1-2.5 min each on 2 cores) are ``slow`` (``make test-slow``, run
+# by CI), and so is finger's 50-step trajectory (``test_finger_trajectory``).
 SLOW = pytest.mark.slow
 EPISODE_TASKS = (
     "cartpole_swingup",
