@@ -6,18 +6,17 @@ damaged copies of them for the file errors.
 """
 
 import functools
-import importlib.util
 import json
 import pathlib
 import re
 import shutil
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from examples_loader import load_example
 from flax import nnx
 
 from pvm_mbrl import encoders
@@ -645,13 +644,7 @@ def test_registry_options_pass_through():
 
 @pytest.fixture(scope="module")
 def example():
-    spec = importlib.util.spec_from_file_location(
-        "custom_encoder", ROOT / "examples" / "custom_encoder.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # Linen's dataclass transform looks the module up
-    spec.loader.exec_module(module)
-    return module
+    return load_example("custom_encoder", "custom_encoder")
 
 
 @functools.partial(jax.jit, static_argnums=0)

@@ -3,16 +3,15 @@ un-batched rollouts of the same envs and keys, the random floor and its cache, a
 
 import csv
 import dataclasses
-import importlib.util
 import json
 import math
 import pathlib
 import re
-import sys
 
 import jax
 import numpy as np
 import pytest
+from examples_loader import load_example
 
 from pvm_mbrl import envs, evaluate, evaluate_results
 from pvm_mbrl.dreamer import Dreamer, DreamerConfig
@@ -315,11 +314,7 @@ def test_interrupted_write_keeps_the_earlier_file(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def example():
-    spec = importlib.util.spec_from_file_location("evaluate_example", ROOT / "examples/evaluate.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass looks the module up
-    spec.loader.exec_module(module)
-    return module
+    return load_example("evaluate", "evaluate_example")
 
 
 def test_example_checks_the_merge_before_evaluating(example, tmp_path):

@@ -5,7 +5,6 @@ checkpoint skipped for the newest good one, ``--resume-step``, the run-directory
 errors, loop settings checked before anything is written."""
 
 import dataclasses
-import importlib.util
 import logging
 import os
 import pathlib
@@ -22,6 +21,7 @@ import imageio.v3 as iio
 import jax
 import numpy as np
 import pytest
+from examples_loader import load_example
 from tensorboardX.proto import event_pb2
 
 from pvm_mbrl import checkpoint as ckpt
@@ -221,11 +221,7 @@ def test_last_episode_and_gif():
 
 def train_script():
     """``examples/train.py`` as a module (its ``parse`` and ``main``)."""
-    spec = importlib.util.spec_from_file_location("train_script", ROOT / "examples/train.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_example("train", "train_script")
 
 
 def steps_in(logdir: pathlib.Path) -> list[int]:
