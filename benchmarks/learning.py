@@ -24,6 +24,7 @@ at the end, and ``--from`` evaluates a saved run again without training.
 from __future__ import annotations
 
 import argparse
+import json
 import pathlib
 import sys
 import textwrap
@@ -209,6 +210,15 @@ def main(argv=None):
     ap.add_argument("--prefill", type=int, default=100, help="random env steps per env")
     ap.add_argument("--replay", type=int, default=100_000, help="replay capacity (total steps)")
     ap.add_argument(
+        "--online",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="TrainConfig.replay_online: the official online queue first in every batch",
+    )
+    ap.add_argument(
+        "--curve-out", default=None, metavar="JSONL", help="also write each chunk's row here"
+    )
+    ap.add_argument(
         "--fused",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -265,6 +275,7 @@ def main(argv=None):
         chunk_steps=a.chunk_steps,
         prefill=a.prefill,
         replay_capacity=a.replay // a.num_envs * a.num_envs,
+        replay_online=a.online,
         fused=a.fused,
     )
     trainer = Trainer(env, agent, tc)
@@ -274,7 +285,8 @@ def main(argv=None):
         f"{a.size}{''.join(' ' + x for x in a.set)}, {a.dtype}, lr {a.lr:g} "
         f"(warm-up {a.warmup}), {a.num_envs} envs, train ratio {a.train_ratio:g}, batch "
         f"{a.batch} x {a.length}, {a.chunk_steps} steps x {a.num_envs} envs and "
-        f"{tc.chunk_updates} updates per chunk, prefill {a.prefill} random steps per env"
+        f"{tc.chunk_updates} updates per chunk, prefill {a.prefill} random steps per env, "
+        f"replay context {config.replay_context}, online queue {'on' if a.online else 'off'}"
     )
     print(desc)
 
@@ -301,6 +313,9 @@ def main(argv=None):
         )
         curve.append(row)
         print(fmt(row), flush=True)
+        if a.curve_out:
+            with open(a.curve_out, "a") as f:
+                f.write(json.dumps({**row, "frames": row["env_steps"] * a.action_repeat}) + "\n")
         done = row["wall"] >= a.minutes or (a.env_steps and row["env_steps"] >= a.env_steps)
         if saver and (done or row["wall"] - saved_at >= a.save_every):
             saver.save(row["updates"], state, dict(vars(a), description=desc, curve=curve))

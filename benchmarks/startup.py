@@ -74,7 +74,7 @@ def experiment(a, cls):
         batch_size=a.batch,
         batch_length=a.length,
         replay_capacity=a.num_envs * 4 * a.length,
-        prefill=a.length,
+        prefill=a.length + 1,  # one step of replay context
         seeds=tuple(range(a.seeds)),
         logdir=tempfile.mkdtemp(),
     )

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from pvm_mbrl import replay as replay_lib
-from pvm_mbrl.dreamer.agent import AgentState, Dreamer
+from pvm_mbrl.dreamer.agent import LATENT_KEYS, AgentState, Dreamer
 
 _FLAGS = ("is_first", "is_last", "is_terminal")
 
@@ -46,6 +46,10 @@ class TrainConfig:
 
     ``chunk_steps`` vectorised env steps per compiled chunk; ``prefill`` env steps per env with
     a uniform random policy before the first update (at least ``batch_length``).
+
+    ``replay_online`` serves the official DreamerV3's online queue first in every batch: each
+    env's stream cut into consecutive sequences, each trained on once as soon as it is complete
+    (``replay.sample_online``); the rest of the batch is drawn uniformly.
 
     ``fused=True`` runs a whole chunk (collection, insertion, updates) as one compiled
     ``lax.scan``. ``fused=False`` runs the same steps in the same order as one compiled call per
@@ -61,6 +65,7 @@ class TrainConfig:
     replay_capacity: int = 1_000_000
     chunk_steps: int = 64
     prefill: int = 1000
+    replay_online: bool = True
     fused: bool = True
 
     def __post_init__(self):
@@ -74,8 +79,9 @@ class TrainConfig:
             raise ValueError(f"train_ratio must be a number > 0, got {ratio!r}")
         if not math.isfinite(ratio):
             raise ValueError(f"train_ratio must be finite, got {ratio!r}")
-        if not isinstance(self.fused, bool):
-            raise ValueError(f"fused must be a bool, got {self.fused!r}")
+        for name in ("fused", "replay_online"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
         per_env, rest = divmod(self.replay_capacity, self.num_envs)
         if rest or per_env < self.batch_length:
             raise ValueError(
@@ -148,6 +154,13 @@ class Trainer:
             )
         if _has_autoreset(env):
             raise ValueError("pass the env without AutoReset (envs.make(..., auto_reset=False))")
+        length = agent.config.replay_context + config.batch_length
+        if config.prefill < length or config.replay_capacity // config.num_envs < length:
+            raise ValueError(
+                f"replayed sequences hold replay_context + batch_length = {length} steps: "
+                f"prefill ({config.prefill}) and replay_capacity // num_envs "
+                f"({config.replay_capacity // config.num_envs}) must be at least that"
+            )
         if mesh is not None and not config.fused:
             raise ValueError("a device mesh needs TrainConfig(fused=True)")
         if seeds is not None and (seeds < 1 or mesh is not None):
@@ -219,6 +232,8 @@ class Trainer:
         example = self._record(obs, action, self._flags(n, first=True), jnp.zeros(n))
         example = {k: jax.ShapeDtypeStruct(v.shape[1:], v.dtype) for k, v in example.items()}
         example["action"] = action
+        if self.agent.config.replay_context:
+            example |= self.agent.latent_spec()
         return replay_lib.Replay.create(example, n, self.config.replay_capacity)
 
     # -- compiled entry points -------------------------------------------------------------
@@ -304,6 +319,13 @@ class Trainer:
             env_action, carry = self.agent.policy(state.agent, state.carry, obs_in, k_act)
             model_action = carry["action"]
         record = self._record(obs, model_action, state.flags, state.reward)
+        if self.agent.config.replay_context:
+            # The posterior after this step's observation (the initial state under the random
+            # prefill, which observes nothing), as the official policy stores it.
+            latent = {k: carry[k] for k in LATENT_KEYS}
+            if random:
+                latent = jax.tree.map(jnp.zeros_like, latent)
+            record |= latent
         buffer = replay_lib.add(state.replay, record)
 
         last = state.flags["is_last"]
@@ -357,15 +379,26 @@ class Trainer:
         return state, jax.tree.map(lambda x: x.sum(0), stats)
 
     def _update(self, state: TrainState):
+        """One update on a replayed batch of ``replay_context + batch_length`` steps; with replay
+        context the posterior latents of the trained steps go back to replay."""
         key, k_sample, k_train = jax.random.split(state.key, 3)
-        c = self.config
-        batch = replay_lib.sample(state.replay, k_sample, c.batch_size, c.batch_length)
+        c, context = self.config, self.agent.config.replay_context
+        length = context + c.batch_length
+        buffer = state.replay
+        if c.replay_online:
+            rows, times, buffer = replay_lib.sample_online(buffer, k_sample, c.batch_size, length)
+        else:
+            rows, times = replay_lib.sample_indices(buffer, k_sample, c.batch_size, length)
+        batch = replay_lib.gather(buffer, rows, times)
         if self.mesh is not None:
             from pvm_mbrl import parallel
 
             batch = parallel.constrain_batch(self.mesh, batch)
-        agent, metrics = self.agent.train(state.agent, batch, k_train)
-        return state.replace(agent=agent, key=key, updates=state.updates + 1), metrics
+        agent, metrics, latents = self.agent.train_with_latents(state.agent, batch, k_train)
+        if context:
+            buffer = replay_lib.write(buffer, rows, times[:, context:], latents)
+        new = state.replace(agent=agent, replay=buffer, key=key, updates=state.updates + 1)
+        return new, metrics
 
     def _constrain(self, state):
         """Keep the state's layout on the mesh across compiled calls (no-op without one)."""

@@ -37,6 +37,7 @@ def tiny_config(**kw):
         mlp_layers=1,
         bins=15,
         imag_horizon=4,
+        replay_context=0,  # hand-made batches; replay context has its own tests
         optimizer=OptimizerConfig(lr=1e-3, warmup=0),
     )
     return DreamerConfig(**{**base, **kw})
@@ -99,14 +100,17 @@ def test_size_presets_shapes_and_abstract_update(name):
     rssm = state.params["rssm"]
     assert rssm["gru"]["kernel"].shape == (8, size.deter // 8, 3 * size.deter // 8)
     assert state.params["encoder"]["convs"][0]["kernel"].shape == (5, 5, 3, 2 * size.depth)
+    length = 64 + config.replay_context  # the official default: one step of context
     batch = {
-        "pixels": jax.ShapeDtypeStruct((16, 64, 64, 64, 3), jnp.uint8),
-        "action": jax.ShapeDtypeStruct((16, 64, 4), jnp.float32),
-        **{k: jax.ShapeDtypeStruct((16, 64), jnp.float32) for k in ("reward",)},
+        "pixels": jax.ShapeDtypeStruct((16, length, 64, 64, 3), jnp.uint8),
+        "action": jax.ShapeDtypeStruct((16, length, 4), jnp.float32),
+        **{k: jax.ShapeDtypeStruct((16, length), jnp.float32) for k in ("reward",)},
         **{
-            k: jax.ShapeDtypeStruct((16, 64), jnp.bool_)
+            k: jax.ShapeDtypeStruct((16, length), jnp.bool_)
             for k in ("is_first", "is_last", "is_terminal")
         },
+        "deter": jax.ShapeDtypeStruct((16, length, size.deter), jnp.float32),
+        "stoch": jax.ShapeDtypeStruct((16, length, 32, size.classes), jnp.float32),
     }
     new, metrics = jax.eval_shape(agent.train, state, batch, jax.random.PRNGKey(0))
     assert jax.tree.map(lambda x: (x.shape, x.dtype), new.params) == jax.tree.map(
@@ -369,7 +373,7 @@ def test_bfloat16_losses_and_gradients_match_float32():
             key = jax.random.PRNGKey(3)
             return agent.loss(params, state.slow_critic, state.retnorm, batch, key)
 
-        (_, (_, metrics)), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(trainable)
+        (_, (_, metrics, _)), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(trainable)
         flat = jnp.concatenate([g.ravel().astype(jnp.float32) for g in jax.tree.leaves(grads)])
         return {k: float(v) for k, v in metrics.items() if k.startswith("loss/")}, flat
 
@@ -379,3 +383,70 @@ def test_bfloat16_losses_and_gradients_match_float32():
         assert abs(m16[k] - m32[k]) <= max(0.02 * abs(m32[k]), 0.02), (k, m32[k], m16[k])
     cosine = float(g32 @ g16 / (jnp.linalg.norm(g32) * jnp.linalg.norm(g16)))
     assert cosine > 0.99 and abs(float(jnp.linalg.norm(g16) / jnp.linalg.norm(g32)) - 1) < 0.05
+
+
+# --- replay context ------------------------------------------------------------------------------
+
+
+def context_batch(rng, agent, k=1, t=T):
+    """``make_batch`` of ``k + t`` steps with random stored latents (one-hot ``stoch``)."""
+    c = agent.config
+    batch = make_batch(rng, t=k + t)
+    batch["deter"] = jnp.asarray(rng.normal(size=(B, k + t, c.deter)).astype(np.float32))
+    idx = rng.integers(0, c.classes, (B, k + t, c.stoch))
+    batch["stoch"] = jax.nn.one_hot(idx, c.classes, dtype=jnp.float32)
+    return batch
+
+
+def test_replay_context_starts_from_the_stored_latent():
+    """K=1: the posterior starts from the latent stored at step 0 with the action taken there,
+    and the loss covers steps 1.. only (checked against RSSM.observe run by hand); where step 1
+    begins an episode the stored latent is dropped and K=1 equals K=0 on steps 1.."""
+    ctx = Dreamer(tiny_config(replay_context=1), OBS, ACT)
+    plain = Dreamer(tiny_config(), OBS, ACT)
+    state = ctx.init(jax.random.PRNGKey(0))
+    batch = context_batch(np.random.default_rng(5), ctx)
+    key = jax.random.PRNGKey(4)
+    train_ctx = jax.jit(ctx.train_with_latents)
+    _, _, lat = train_ctx(state, batch, key)
+    assert lat["deter"].shape == (B, T, 32) and lat["stoch"].shape == (B, T, 4, 4)
+
+    # By hand: observe steps 1.. from the stored latent of step 0 (same key as the loss uses).
+    nets = ctx.nets(state.params)
+    k_obs, _ = jax.random.split(key)
+    rest = {n: v[:, 1:] for n, v in batch.items()}
+    prev = jnp.concatenate([batch["action"][:, :1], rest["action"][:, :-1]], 1)
+    start = {"deter": batch["deter"][:, 0], "stoch": batch["stoch"][:, 0]}
+    embed = nets.embed({n: rest[n] for n in ("pixels", "proprio")})
+    _, post, _ = nets.rssm.observe(start, prev, embed, rest["is_first"], k_obs)
+    np.testing.assert_allclose(lat["deter"], post["deter"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(lat["stoch"], post["stoch"])
+
+    # The plain agent on steps 1.. starts from zeros: a different posterior...
+    _, m_plain, lat_plain = jax.jit(plain.train_with_latents)(state, rest, key)
+    assert float(jnp.abs(lat_plain["deter"][:, 0] - lat["deter"][:, 0]).max()) > 1e-3
+    # ... unless step 1 starts an episode, which resets whatever was stored.
+    reset = {**batch, "is_first": batch["is_first"].at[:, 1].set(True)}
+    _, m_reset, lat_reset = train_ctx(state, reset, key)
+    _, m_plain, lat_plain = jax.jit(plain.train_with_latents)(
+        state, {n: v[:, 1:] for n, v in reset.items()}, key
+    )
+    np.testing.assert_allclose(lat_reset["deter"], lat_plain["deter"], rtol=1e-5, atol=1e-6)
+    for name in ("loss/rec", "loss/dyn", "loss/rew", "loss/policy", "loss/total"):
+        np.testing.assert_allclose(m_reset[name], m_plain[name], rtol=1e-5, err_msg=name)
+
+
+def test_replay_context_batch_checks():
+    ctx = Dreamer(tiny_config(replay_context=1), OBS, ACT)
+    state = jax.eval_shape(ctx.init, jax.random.PRNGKey(0))
+    batch = context_batch(np.random.default_rng(0), ctx)
+    key = jax.random.PRNGKey(0)
+    with pytest.raises(ValueError, match=r"'deter' .*replay_context=1 needs the latents"):
+        ctx.train(state, {n: v for n, v in batch.items() if n != "deter"}, key)
+    with pytest.raises(ValueError, match=r"batch\['stoch'\] must have shape \(3, 7, 4, 4\)"):
+        ctx.train(state, {**batch, "stoch": batch["stoch"][..., :3]}, key)
+    with pytest.raises(ValueError, match="more than replay_context=1 steps"):
+        ctx.train(state, {n: v[:, :1] for n, v in batch.items()}, key)
+    for bad in (-1, 1.0, True):
+        with pytest.raises(ValueError, match="replay_context must be an int >= 0"):
+            tiny_config(replay_context=bad)

@@ -208,6 +208,8 @@ def test_last_episode_and_gif():
         data={"pixels": pixels, "is_first": first, "is_last": last},
         pos=np.int32(0),
         full=np.bool_(True),
+        added=np.int32(8),
+        online=np.int32(0),
     )
     ep = last_episode(buf)
     np.testing.assert_array_equal(ep[:, 0, 0, 0], [3, 4, 5, 6])

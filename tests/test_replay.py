@@ -192,6 +192,81 @@ def test_add_and_sample_in_one_compiled_scan():
     assert np.asarray(first[:, :, 0]).all()
 
 
+@pytest.mark.parametrize("n", [L, T + 2, 3 * T + 5])
+def test_sample_indices_draw_as_flashbax_and_gather_reads_them(n):
+    """The indices are flashbax's own draw for the same key (so ``sample`` is unchanged), and
+    ``gather`` at them reads what ``sample`` returns."""
+    from flashbax.buffers import trajectory_buffer as fbx
+
+    buf = filled(n)
+    key = jax.random.key(n)
+    rows, times = replay.sample_indices(buf, key, B, L)
+    ref = fbx.sample(replay._fbx(buf), key, B, L, period=1).experience
+    got = replay.gather(buf, rows, times, mark_first=False)
+    for k in SPEC:
+        np.testing.assert_array_equal(np.asarray(got[k]), np.asarray(ref[k]), err_msg=k)
+    np.testing.assert_array_equal(rows, np.asarray(ref["env"][:, 0]))
+
+
+def test_write_stores_values_at_the_drawn_steps_only():
+    buf = filled(2 * T + 3)  # wrapped: ring index 2 holds the oldest step
+    rows = jnp.array([0, 1, 2, 0])
+    times = jnp.array([[6, 7, 0], [0, 1, 2], [3, 4, 5], [2, 3, 4]])  # disjoint, one across the end
+    values = {"proprio": -jnp.arange(4 * L * 2, dtype=jnp.float32).reshape(4, L, 2) - 1.0}
+    out = jax.jit(replay.write)(buf, rows, times, values)
+    np.testing.assert_array_equal(replay.gather(out, rows, times)["proprio"], values["proprio"])
+    written = np.zeros((E, T), bool)
+    written[np.asarray(rows)[:, None], np.asarray(times)] = True
+    old, new = np.asarray(buf.data["proprio"]), np.asarray(out.data["proprio"])
+    np.testing.assert_array_equal(new[~written], old[~written])  # nothing else moves
+    assert (new[written] < 0).all()
+    for k in set(SPEC) - {"proprio"}:
+        np.testing.assert_array_equal(out.data[k], buf.data[k], err_msg=k)
+    with pytest.raises(ValueError, match=r"float32 \(4, 3, 2\)"):
+        replay.write(buf, rows, times, {"proprio": values["proprio"][:, :2]})
+    with pytest.raises(ValueError, match="no field 'latent'"):
+        replay.write(buf, rows, times, {"latent": values["proprio"]})
+
+
+def test_online_queue_serves_each_new_sequence_once_in_order():
+    """The official replay's online queue: every env's stream cut into consecutive sequences of
+    ``length`` steps, each served once, oldest first, before any uniform draw."""
+    online = jax.jit(replay.sample_online, static_argnums=(2, 3))
+    buf = replay.Replay.create(SPEC, E, E * T)
+    key = jax.random.key(0)
+    served = []
+    n = 0
+    for add_now in [L - 1, 1, L, 0, 0, 1]:  # 0, 1, 2, 2, 2, 2 complete sequences per env (n <= T)
+        buf, n = fill(buf, n, add_now), n + add_now
+        queued = E * (n // L) - len(served)
+        rows, times, buf = online(buf, key, 2, L)
+        batch = replay.gather(buf, rows, times, mark_first=False)
+        check_valid(batch, n, L) if n >= L else None
+        take = min(2, queued)
+        for i in range(take):
+            served.append((int(batch["env"][i, 0]), int(batch["step"][i, 0])))
+        assert int(buf.online) == len(served)
+    # Order: tile 0 of env 0, 1, 2, then tile 1 of env 0, ... with no repeat.
+    want = [(e, j * L) for j in range(n // L) for e in range(E)][: len(served)]
+    assert served == want and len(served) == 2 * E
+    # When the ring overwrites queued sequences they are dropped, and the queue resumes at the
+    # oldest sequence still whole.
+    buf = fill(buf, n, 3 * T)
+    n += 3 * T
+    rows, times, buf = online(buf, key, 3, L)
+    batch = replay.gather(buf, rows, times, mark_first=False)
+    check_valid(batch, n, L)
+    first = -(-(n - T) // L) * L  # first tile start at or after the oldest stored step
+    assert [int(s) for s in batch["step"][:, 0]] == [first] * E
+    assert [int(e) for e in batch["env"][:, 0]] == list(range(E))
+    # With the queue empty the batch is the uniform draw.
+    buf = buf.replace(online=jnp.int32(E * (n // L)))
+    rows, times, _ = online(buf, key, 4, L)
+    urows, utimes = replay.sample_indices(buf, key, 4, L)
+    np.testing.assert_array_equal(rows, urows)
+    np.testing.assert_array_equal(times, utimes)
+
+
 def test_bad_inputs_raise():
     ok = {"a": jax.ShapeDtypeStruct((2,), jnp.uint8), "b": jax.ShapeDtypeStruct((), jnp.bool_)}
     for kwargs in [
@@ -236,7 +311,7 @@ E, T, L = 4, 16, 4
 spec = {"px": jax.ShapeDtypeStruct((8, 8, 3), jnp.uint8), "step": jax.ShapeDtypeStruct((), "int32")}
 mesh = Mesh(np.array(jax.devices()), ("env",))
 env, rep = NamedSharding(mesh, P("env")), NamedSharding(mesh, P())
-shardings = replay.Replay(data={k: env for k in spec}, pos=rep, full=rep)
+shardings = replay.Replay({k: env for k in spec}, rep, rep, rep, rep)
 buf = jax.jit(lambda: replay.Replay.create(spec, E, E * T), out_shardings=shardings)()
 
 def body(buf, t):

@@ -100,6 +100,63 @@ def test_chunk_updates_and_metrics(run):
     assert 0.0 < metrics1["episode/return"] <= EPISODE
 
 
+def test_replay_context_latents_are_stored_and_written_back(run):
+    """Replay context in the loop: the random prefill stores the initial state, the policy
+    its posterior after each observation, and each update writes the posterior latents of its
+    trained steps back where it sampled them (the online queue first), with the official
+    sequence length ``replay_context + batch_length``."""
+    from pvm_mbrl import replay as replay_lib
+
+    trainer, prefilled, state, _ = run
+    agent, c = trainer.agent, trainer.config
+    k = agent.config.replay_context
+    assert k == 1 and c.replay_online
+    steps = c.prefill
+    for name in ("deter", "stoch"):
+        assert not np.asarray(prefilled.data[name][:, :steps]).any(), name
+    # Just collected (before an update writes over it), the newest record of each env holds
+    # the policy's posterior, the carry after that step.
+    collected, _ = trainer._collect_cycle(jax.tree.map(lambda x: x.copy(), state))
+    last = (int(collected.replay.pos) - 1) % collected.replay.steps_per_env
+    for name in ("deter", "stoch"):
+        stored = collected.replay.data[name][:, last]
+        np.testing.assert_array_equal(stored, collected.carry[name], err_msg=name)
+
+    # One more update by hand, with the draw the trainer makes from the same key.
+    _, k_sample, k_train = jax.random.split(state.key, 3)
+    length = k + c.batch_length
+    rows, times, _ = replay_lib.sample_online(state.replay, k_sample, c.batch_size, length)
+    batch = replay_lib.gather(state.replay, rows, times)
+    _, _, latents = jax.jit(agent.train_with_latents)(state.agent, batch, k_train)
+    assert int(state.replay.online) > 0  # the queue was served
+    after = trainer._update_once(jax.tree.map(lambda x: x.copy(), state))[0]
+    rows, times = np.asarray(rows), np.asarray(times)[:, k:]
+    written = np.zeros(state.replay.data["deter"].shape[:2], int)
+    np.add.at(written, (rows[:, None], times), 1)
+    once = written[rows[:, None], times] == 1
+    got = np.asarray(after.replay.data["deter"])[rows[:, None], times]
+    np.testing.assert_allclose(got[once], np.asarray(latents["deter"])[once], rtol=1e-5, atol=1e-6)
+    untouched = written == 0
+    np.testing.assert_array_equal(
+        np.asarray(after.replay.data["deter"])[untouched],
+        np.asarray(state.replay.data["deter"])[untouched],
+    )
+    with pytest.raises(ValueError, match="replay_context \\+ batch_length = 5 steps"):
+        Trainer(
+            trainer.env,
+            agent,
+            TrainConfig(
+                num_envs=2,
+                batch_size=2,
+                batch_length=4,
+                prefill=4,
+                chunk_steps=4,
+                replay_capacity=200,
+                train_ratio=16,
+            ),
+        )
+
+
 def test_env_with_autoreset_is_rejected():
     env = tiny_env(2, pixels=False)
     agent = Dreamer(DreamerConfig.preset("size1m"), env.observation_space, env.action_space)

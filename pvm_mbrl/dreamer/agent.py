@@ -5,7 +5,7 @@ agent = Dreamer(config, obs_space, act_space)
 state = agent.init(key)                           # AgentState: params, slow critic, optimiser...
 carry = agent.initial_carry(batch)                # RSSM state and previous action per env
 action, carry = agent.policy(state, carry, obs, key, mode="explore")   # obs has "is_first"
-state, metrics = agent.train(state, batch, key)   # one update on a replayed batch [B, T]
+state, metrics = agent.train(state, batch, key)   # one update on a replayed batch [B, K + T]
 ```
 
 The networks are one Flax NNX module (:class:`Networks`) split into a static graph definition
@@ -14,7 +14,15 @@ them inside the traced function, so all of them compose with ``jit``, ``vmap``, 
 shardings. Training batches are dicts of ``[B, T, ...]`` arrays: the observation keys,
 ``action`` (the model-side action taken at step ``t``: continuous values or one-hot),
 ``reward`` (received on arriving at step ``t``), ``is_first``, ``is_last``, ``is_terminal``.
-Every sequence starts from the initial state (``is_first[:, 0]`` is forced on).
+
+Replay context (``DreamerConfig.replay_context = K``, the official default 1): a batch holds
+``K + T`` steps and the RSSM latents ``deter`` and ``stoch`` stored with each step in replay.
+Training starts each sequence from the latent stored at its step ``K - 1`` (and the action taken
+there) instead of the initial state, and learns on the last ``T`` steps only;
+``train_with_latents`` also returns the posterior latents of those ``T`` steps, which the trainer
+writes back to replay, so the next sequence that starts there begins from a latent the current
+model computed. With ``K = 0`` every sequence starts from the initial state (``is_first[:, 0]``
+is forced on), as in the DreamerV3 paper.
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ _sg = jax.lax.stop_gradient
 POLICY_MODES = ("explore", "eval")
 BATCH_FLAGS = ("reward", "is_first", "is_last", "is_terminal")
 CACHE_KEY = "encoder_cache"
+LATENT_KEYS = ("deter", "stoch")  # what replay context stores per step
 
 
 def _trainable(params: nnx.State) -> nnx.State:
@@ -289,7 +298,15 @@ class Dreamer:
         return env_action, {**rstate, "action": action}
 
     def train(self, state: AgentState, batch, key) -> tuple[AgentState, dict[str, jax.Array]]:
-        """One gradient update of world model, actor and critic on ``batch`` ``[B, T, ...]``."""
+        """One gradient update of world model, actor and critic on ``batch`` ``[B, K + T, ...]``
+        (``K = config.replay_context``; see the module docstring)."""
+        state, metrics, _ = self.train_with_latents(state, batch, key)
+        return state, metrics
+
+    def train_with_latents(self, state: AgentState, batch, key):
+        """``train`` that also returns the posterior latents ``{"deter": [B, T, D], "stoch":
+        [B, T, S, C]}`` of the trained steps (the last ``T`` of the batch), computed with the
+        parameters before the update as in the official code: what replay context stores."""
         self._check_batch(batch)
         trainable, rest = nnx.split_state(state.params, nnx.Param, ...)
 
@@ -297,7 +314,7 @@ class Dreamer:
             params = nnx.merge_state(trainable, rest)
             return self.loss(params, state.slow_critic, state.retnorm, batch, key)
 
-        (_, (retnorm, metrics)), grads = jax.value_and_grad(loss, has_aux=True)(trainable)
+        (_, (retnorm, metrics, latents)), grads = jax.value_and_grad(loss, has_aux=True)(trainable)
         updates, opt_state = self.optimizer.update(grads, state.opt_state, trainable)
         trainable = optax.apply_updates(trainable, updates)
         params = nnx.merge_state(trainable, rest)
@@ -309,7 +326,7 @@ class Dreamer:
         metrics["opt/update_norm"] = optax.tree.norm(updates)
         metrics["opt/param_norm"] = optax.tree.norm(trainable)
         new = AgentState(params, slow, opt_state, retnorm, state.step + 1)
-        return new, metrics
+        return new, metrics, latents
 
     def open_loop(self, state: AgentState, batch, key, context: int = 5):
         """World-model predictions for a replayed batch, as DreamerV3's report shows them: the
@@ -350,21 +367,24 @@ class Dreamer:
     # -- losses ----------------------------------------------------------------------------
 
     def loss(self, params, slow_params, retnorm, batch, key):
-        """Total scaled loss and ``(new retnorm, metrics)``; differentiable in ``params``."""
+        """Total scaled loss and ``(new retnorm, metrics, posterior latents)``; differentiable
+        in ``params``."""
         c = self.config
         nets = self.nets(params)
         trainable, rest = nnx.split_state(params, nnx.Param, ...)
         nets_sg = self.nets(nnx.merge_state(_sg(trainable), rest))
         slow_critic = nnx.merge(self.critic_graphdef, _sg(slow_params))
         k_obs, k_img = jax.random.split(key)
-        is_first = batch["is_first"].astype(bool).at[:, 0].set(True)
+        init, first_action, batch = self._split_context(batch)
+        is_first = batch["is_first"].astype(bool)
+        if not c.replay_context:
+            is_first = is_first.at[:, 0].set(True)
         action = batch["action"].astype(jnp.float32)
         bsz, tlen = is_first.shape
-        prev_action = jnp.concatenate([jnp.zeros_like(action[:, :1]), action[:, :-1]], 1)
+        prev_action = jnp.concatenate([first_action[:, None], action[:, :-1]], 1)
 
         # World model.
         embed = nets.embed({k: batch[k] for k in self._input_keys})
-        init = nets.rssm.initial(bsz)
         _, post, post_logits = nets.rssm.observe(init, prev_action, embed, is_first, k_obs)
         prior_logits = nets.rssm.prior_logits(post["deter"])
         dyn, rep = kl_free_bits(post_logits, prior_logits, c.free_nats, c.unimix)
@@ -407,7 +427,31 @@ class Dreamer:
         metrics["wm/kl"] = post_dist.kl(prior_dist).sum(-1).mean()
         metrics["wm/post_entropy"] = post_dist.entropy().sum(-1).mean()
         metrics["wm/prior_entropy"] = prior_dist.entropy().sum(-1).mean()
-        return total, (retnorm, metrics)
+        latents = {k: _sg(post[k]) for k in LATENT_KEYS}
+        return total, (retnorm, metrics, latents)
+
+    def _split_context(self, batch):
+        """``(start latent, action before step 0, the trained steps)`` of a batch: with replay
+        context ``K`` the latent stored at step ``K - 1``, the action taken there and steps
+        ``K..``; without, the initial state, a zero action and the whole batch."""
+        k = self.config.replay_context
+        if not k:
+            bsz = batch["is_first"].shape[0]
+            init = {"deter": jnp.zeros((bsz, self.config.deter), jnp.float32)}
+            init["stoch"] = jnp.zeros((bsz, self.config.stoch, self.config.classes), jnp.float32)
+            return init, jnp.zeros((bsz, self.action_size), jnp.float32), batch
+        init = {n: _sg(batch[n][:, k - 1].astype(jnp.float32)) for n in LATENT_KEYS}
+        first_action = batch["action"][:, k - 1].astype(jnp.float32)
+        rest = {n: v[:, k:] for n, v in batch.items() if n not in LATENT_KEYS}
+        return init, first_action, rest
+
+    def latent_spec(self) -> dict[str, jax.ShapeDtypeStruct]:
+        """Per-step shapes of the latents replay stores for replay context."""
+        c = self.config
+        return {
+            "deter": jax.ShapeDtypeStruct((c.deter,), jnp.float32),
+            "stoch": jax.ShapeDtypeStruct((c.stoch, c.classes), jnp.float32),
+        }
 
     # -- input checks (trace time) -----------------------------------------------------------
 
@@ -456,11 +500,31 @@ class Dreamer:
                 )
 
     def _check_batch(self, batch):
-        for k in (*BATCH_FLAGS, "action"):
-            if k not in batch:
-                raise ValueError(f"training batch must contain {k!r}; got keys {sorted(batch)}")
+        k = self.config.replay_context
+        need = (*BATCH_FLAGS, "action") + (LATENT_KEYS if k else ())
+        for name in need:
+            if name not in batch:
+                extra = (
+                    f" (replay_context={k} needs the latents stored in replay: "
+                    f"{', '.join(LATENT_KEYS)}; replay_context=0 trains without)"
+                    if name in LATENT_KEYS
+                    else ""
+                )
+                raise ValueError(
+                    f"training batch must contain {name!r}{extra}; got keys {sorted(batch)}"
+                )
         self._check_obs(batch, batch_dims=2)
         lead = tuple(jnp.shape(batch["is_first"]))
+        if len(lead) != 2 or lead[1] <= k:
+            raise ValueError(
+                f"training batch must hold more than replay_context={k} steps, got shape {lead}"
+            )
+        for name, spec in (self.latent_spec() if k else {}).items():
+            want = (*lead, *spec.shape)
+            if tuple(jnp.shape(batch[name])) != want:
+                raise ValueError(
+                    f"batch[{name!r}] must have shape {want}, got {jnp.shape(batch[name])}"
+                )
         expected = (*lead, self.action_size)
         if tuple(jnp.shape(batch["action"])) != expected:
             raise ValueError(

@@ -1,9 +1,11 @@
 """DreamerV3 configuration: frozen dataclasses with the official size presets.
 
-Defaults follow the DreamerV3 paper (arXiv 2301.04104) and the official ``configs.yaml``. The
-one deliberate difference: the dynamics KL scale is the paper's 0.5 (the official config file
-sets 1.0); ``loss_scales`` changes it. ``DreamerConfig.preset("size12m", train_ratio=...)``
-builds a preset with overrides; :data:`SIZES` lists the shapes.
+Defaults follow the official code (danijar/dreamerv3 ``configs.yaml`` at e3f0224) where it
+has changed since the DreamerV3 paper (arXiv 2301.04104): the dynamics KL scale is 1.0 (the
+paper's 0.5 is ``loss_scales={"dyn": 0.5}``) and training uses one step of replay context
+(``replay_context=1``; 0 is the paper's start from the initial state).
+``DreamerConfig.preset("size12m", ...)`` builds a preset with overrides; :data:`SIZES` lists
+the shapes.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ DEFAULT_LOSS_SCALES = {
     "rec": 1.0,
     "rew": 1.0,
     "con": 1.0,
-    "dyn": 0.5,
+    "dyn": 1.0,
     "rep": 0.1,
     "policy": 1.0,
     "value": 1.0,
@@ -78,6 +80,10 @@ class DreamerConfig:
         horizon (discount ``1 - 1/horizon``, learnt by the continue head), lambda-return mixing,
         entropy scale, slow-critic regulariser scale and EMA rate.
       imag_last: imagine from the last K posterior states of each sequence (0: all).
+      replay_context: steps of replay context K: each replayed sequence has K more steps, and
+        training starts from the RSSM latent stored in replay at its step K - 1 (written by the
+        policy when collected, then by each update that trained on it) instead of from the
+        initial state. The official default is 1; 0 starts every sequence afresh.
       repval: the replayed value loss (trains the critic on lambda returns of replayed
         sequences bootstrapped with imagined returns).
       minstd, maxstd, actor_outscale, actor_unimix: actor distribution settings.
@@ -118,6 +124,7 @@ class DreamerConfig:
     slowreg: float = 1.0
     slow_rate: float = 0.02
     imag_last: int = 0
+    replay_context: int = 1
     repval: bool = True
     minstd: float = 0.1
     maxstd: float = 1.0
@@ -150,6 +157,9 @@ class DreamerConfig:
         for name in ("imag_horizon", "horizon", "units", "depth", "stoch", "classes", "bins"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        k = self.replay_context
+        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+            raise ValueError(f"replay_context must be an int >= 0, got {k!r}")
         if self.pvm_lr is not None and not self.pvm_lr > 0:
             raise ValueError(f"pvm_lr must be > 0 or None, got {self.pvm_lr}")
         if not 0.0 <= self.lam <= 1.0:
