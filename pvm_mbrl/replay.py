@@ -18,13 +18,14 @@ single device.
 Sampling is uniform over every (env, start) pair whose ``length`` consecutive steps were all
 written and do not cross the write head, i.e. never join the newest and the oldest data in ring
 order. ``sample_indices`` returns where the sequences lie, so that ``gather`` reads them and
-``write`` stores values computed from them back in place (DreamerV3's replay context: the
-latents of the last update's posterior). ``sample_online`` serves the official code's online
-queue first: every env's stream cut into consecutive, non-overlapping sequences, each replayed
-once as soon as it is complete, the rest of the batch drawn uniformly. Sequences may cross
-episode boundaries, as in DreamerV3: ``is_first`` marks resets inside a sequence. ``add`` and
-``sample`` use only dynamic-update-slice and gather: with the env axis sharded, XLA's SPMD partitioner keeps ``add`` local and turns ``sample`` into local gathers plus
-an all-reduce of the sampled batch, never an all-gather of the buffer (tested on 4 CPU devices).
+``write`` stores values computed from them back in place (DreamerV3's replay context: the latents
+of the last update's posterior). ``sample_online`` serves the official code's online queue first:
+every env's stream cut into consecutive, non-overlapping sequences, each replayed once as soon as
+it is complete, the rest of the batch drawn uniformly. Sequences may cross episode boundaries, as
+in DreamerV3: ``is_first`` marks resets inside a sequence. ``add`` and ``sample`` use only dynamic-
+update-slice and gather: with the env axis sharded, XLA's SPMD partitioner keeps ``add`` local and
+turns ``sample`` into local gathers plus an all-reduce of the sampled batch, never an all-gather of
+the buffer (tested on 4 CPU devices).
 
 Backend: flashbax's trajectory buffer (``flashbax.buffers.trajectory_buffer``, 0.1.3), whose state
 is exactly this layout (``[add_batch_size, time, ...]``) and whose ``sample`` with ``period=1``
