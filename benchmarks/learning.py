@@ -207,7 +207,13 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--length", type=int, default=64)
     ap.add_argument("--chunk-steps", type=int, default=32, help="vectorised env steps per chunk")
-    ap.add_argument("--prefill", type=int, default=100, help="random env steps per env")
+    ap.add_argument("--prefill", type=int, default=100, help="env steps per env before training")
+    ap.add_argument(
+        "--prefill-policy",
+        choices=["random", "agent"],
+        default="random",
+        help="who acts in the prefill: uniform random actions or the untrained agent",
+    )
     ap.add_argument("--replay", type=int, default=100_000, help="replay capacity (total steps)")
     ap.add_argument(
         "--online",
@@ -276,6 +282,7 @@ def main(argv=None):
         prefill=a.prefill,
         replay_capacity=a.replay // a.num_envs * a.num_envs,
         replay_online=a.online,
+        prefill_policy=a.prefill_policy,
         fused=a.fused,
     )
     trainer = Trainer(env, agent, tc)
@@ -285,7 +292,8 @@ def main(argv=None):
         f"{a.size}{''.join(' ' + x for x in a.set)}, {a.dtype}, lr {a.lr:g} "
         f"(warm-up {a.warmup}), {a.num_envs} envs, train ratio {a.train_ratio:g}, batch "
         f"{a.batch} x {a.length}, {a.chunk_steps} steps x {a.num_envs} envs and "
-        f"{tc.chunk_updates} updates per chunk, prefill {a.prefill} random steps per env, "
+        f"{tc.chunk_updates} updates per chunk, prefill {a.prefill} steps per env "
+        f"({a.prefill_policy} policy), "
         f"replay context {config.replay_context}, online queue {'on' if a.online else 'off'}"
     )
     print(desc)

@@ -38,14 +38,17 @@ from pvm_mbrl import replay as replay_lib
 from pvm_mbrl.dreamer.agent import LATENT_KEYS, AgentState, Dreamer
 
 _FLAGS = ("is_first", "is_last", "is_terminal")
+PREFILL_POLICIES = ("random", "agent")
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Loop settings (DreamerV3 defaults where they exist).
 
-    ``chunk_steps`` vectorised env steps per compiled chunk; ``prefill`` env steps per env with
-    a uniform random policy before the first update (at least ``batch_length``).
+    ``chunk_steps`` vectorised env steps per compiled chunk; ``prefill`` env steps per env
+    before the first update (at least ``batch_length``), taken by ``prefill_policy``:
+    ``"random"`` (uniform actions) or ``"agent"`` (the untrained agent's policy, as the official
+    DreamerV3 collects its first sequences: it has no random prefill).
 
     ``replay_online`` serves the official DreamerV3's online queue first in every batch: each
     env's stream cut into consecutive sequences, each trained on once as soon as it is complete
@@ -65,6 +68,7 @@ class TrainConfig:
     replay_capacity: int = 1_000_000
     chunk_steps: int = 64
     prefill: int = 1000
+    prefill_policy: str = "random"
     replay_online: bool = True
     fused: bool = True
 
@@ -79,6 +83,10 @@ class TrainConfig:
             raise ValueError(f"train_ratio must be a number > 0, got {ratio!r}")
         if not math.isfinite(ratio):
             raise ValueError(f"train_ratio must be finite, got {ratio!r}")
+        if self.prefill_policy not in PREFILL_POLICIES:
+            raise ValueError(
+                f"prefill_policy must be one of {PREFILL_POLICIES}, got {self.prefill_policy!r}"
+            )
         for name in ("fused", "replay_online"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
@@ -239,12 +247,12 @@ class Trainer:
     # -- compiled entry points -------------------------------------------------------------
 
     def prefill(self, state: TrainState) -> TrainState:
-        """``config.prefill`` steps per env with a uniform random policy."""
+        """``config.prefill`` steps per env with ``config.prefill_policy``."""
         return self._prefill(state)
 
     def refill(self, state: TrainState) -> TrainState:
-        """A fresh replay filled by a random-policy prefill (for a state restored without its
-        replay); the agent, envs and counters continue."""
+        """A fresh replay filled by a prefill (for a state restored without its replay); the
+        agent, envs and counters continue."""
         empty = self._empty_replay()
         if self.seeds is not None:
             empty = jax.tree.map(lambda x: jnp.stack([x] * self.seeds), empty)
@@ -410,7 +418,8 @@ class Trainer:
         return jax.lax.with_sharding_constraint(state, shardings)
 
     def _prefill_fn(self, state):
-        state, _ = self._collect(state, self.config.prefill, random=True)
+        random = self.config.prefill_policy == "random"
+        state, _ = self._collect(state, self.config.prefill, random=random)
         return self._constrain(state)
 
     def _train_chunk(self, state):

@@ -25,14 +25,14 @@ def tiny_env(num_envs=2, pixels=True, **kw):
     return envs.make("Reach", image_size=16, camera="front", num_envs=num_envs, episode_length=5,
                      render_shadows=False, **mode, **kw)
 
-def tiny_trainer(mesh=None, num_envs=2, pixels=True, train_ratio=16, fused=True):
+def tiny_trainer(mesh=None, num_envs=2, pixels=True, train_ratio=16, fused=True, **loop):
     env = tiny_env(num_envs, pixels, auto_reset=False)
     config = DreamerConfig(deter=32, hidden=8, stoch=4, classes=4, blocks=4, depth=2, mults=(1, 2),
                            bspace=4, units=8, mlp_layers=1, bins=15, imag_horizon=3,
                            optimizer=OptimizerConfig(lr=1e-3, warmup=0))
     agent = Dreamer(config, env.observation_space, env.action_space)
     loop = TrainConfig(num_envs=num_envs, train_ratio=train_ratio, batch_size=2, batch_length=4,
-                       replay_capacity=200, chunk_steps=4, prefill=14, fused=fused)
+                       replay_capacity=200, chunk_steps=4, prefill=14, fused=fused, **loop)
     return Trainer(env, agent, loop, mesh=mesh)
 """
 namespace: dict = {}
@@ -155,6 +155,24 @@ def test_replay_context_latents_are_stored_and_written_back(run):
                 train_ratio=16,
             ),
         )
+
+
+def test_prefill_with_the_agents_policy(run):
+    """``prefill_policy="agent"`` collects the first steps with the untrained agent, as the
+    official code does (no random prefill): its actions are the policy's samples, unclipped in
+    replay, and replay holds the policy's latents; the random prefill stores the initial state."""
+    trainer = tiny_trainer(pixels=False, prefill_policy="agent")
+    init = trainer.init(jax.random.PRNGKey(0))
+    state = trainer.prefill(jax.tree.map(lambda x: x.copy(), init))
+    steps = trainer.config.prefill
+    data = {k: np.asarray(v[:, :steps]) for k, v in state.replay.data.items()}
+    assert np.abs(data["deter"]).min(axis=-1).max() > 0  # every record has a posterior
+    assert np.abs(data["action"]).max() > 1.0  # unclipped samples (uniform ones stay in [-1, 1])
+    np.testing.assert_array_equal(data["deter"][:, -1], state.carry["deter"])
+    _, prefilled, _, _ = run  # the random prefill of the same trainer settings
+    assert not np.asarray(prefilled.data["deter"][:, :steps]).any()
+    with pytest.raises(ValueError, match="prefill_policy must be one of"):
+        TrainConfig(prefill_policy="expert")
 
 
 def test_env_with_autoreset_is_rejected():
