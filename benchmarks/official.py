@@ -203,8 +203,9 @@ def cell(values: list[float | None]) -> str:
     return f"{np.mean(vals):.1f} [{min(vals):.1f}, {max(vals):.1f}]"
 
 
-def report(out: pathlib.Path, s: Settings, write: bool) -> list[str]:
-    """The per-bin table, speeds and verdict of the runs in ``out`` (printed; returned)."""
+def report(out: pathlib.Path, s: Settings, write: bool, floor: float | None = None) -> list[str]:
+    """The per-bin table, speeds and verdict of the runs in ``out`` (printed; returned).
+    ``floor``: the random policy's return (measured when None)."""
     sides = {}
     for side in ("official", "ours"):
         runs = {}
@@ -213,7 +214,7 @@ def report(out: pathlib.Path, s: Settings, write: bool) -> list[str]:
             if curve:
                 runs[int(run.name.rsplit("_s", 1)[1])] = curve
         sides[side] = runs
-    floor = random_return(s)
+    floor = random_return(s) if floor is None else floor
     rows = [
         "| frames | official: mean [seed range] | ours: mean [seed range] | ours inside |",
         "|---|---|---|---|",
@@ -253,7 +254,7 @@ def report(out: pathlib.Path, s: Settings, write: bool) -> list[str]:
 
         plot(sides, floor, s, HERE / "official_curve.png")
         append_results(HEADING, [*notes, f"settings: {dataclasses.asdict(s)}"], rows)
-    return rows
+    return rows + ["", *("- " + n for n in notes)]
 
 
 def random_return(s: Settings) -> float:
