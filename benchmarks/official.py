@@ -254,7 +254,7 @@ def report(out: pathlib.Path, s: Settings, write: bool, floor: float | None = No
 
         plot(sides, floor, s, HERE / "official_curve.png")
         append_results(HEADING, [*notes, f"settings: {dataclasses.asdict(s)}"], rows)
-    return rows + ["", *("- " + n for n in notes)]
+    return [*rows, "", *("- " + n for n in notes)]
 
 
 def random_return(s: Settings) -> float:
