@@ -321,9 +321,11 @@ def main(argv=None):
         )
         curve.append(row)
         print(fmt(row), flush=True)
-        if a.curve_out:
+        if a.curve_out:  # the row, its frames and the chunk's mean losses
+            losses = {k: float(v) for k, v in m.items() if k.startswith(("loss/", "wm/"))}
+            out = {**row, "frames": row["env_steps"] * a.action_repeat, **losses}
             with open(a.curve_out, "a") as f:
-                f.write(json.dumps({**row, "frames": row["env_steps"] * a.action_repeat}) + "\n")
+                f.write(json.dumps(out) + "\n")
         done = row["wall"] >= a.minutes or (a.env_steps and row["env_steps"] >= a.env_steps)
         if saver and (done or row["wall"] - saved_at >= a.save_every):
             saver.save(row["updates"], state, dict(vars(a), description=desc, curve=curve))
