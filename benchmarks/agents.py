@@ -41,7 +41,7 @@ def bench(agent: Dreamer, n: int, b: int, t: int, image: int, repeats: int) -> d
     keys = jax.random.split(jax.random.PRNGKey(0), n)
     states = jax.jit(jax.vmap(agent.init))(keys)
     rng = np.random.default_rng(n)
-    batches = [random_batch(rng, b, t, image) for _ in range(n)]
+    batches = [random_batch(agent, rng, b, t) for _ in range(n)]
     batch = jax.device_put({k: np.stack([x[k] for x in batches]) for k in batches[0]})
     step = jax.jit(jax.vmap(agent.train), donate_argnums=0)
     t0 = time.perf_counter()

@@ -200,7 +200,7 @@ def bench_update(config: DreamerConfig, args) -> dict[str, float]:
     agent = Dreamer(config, space, Space((ACTION_DIM,), jnp.float32, -1.0, 1.0))
     state = jax.jit(agent.init)(jax.random.PRNGKey(0))
     rng = np.random.default_rng(0)
-    batch = jax.device_put(random_batch(rng, args.wm_batch, args.wm_length, image))
+    batch = jax.device_put(random_batch(agent, rng, args.wm_batch, args.wm_length))
     out = {"cache_bytes": 0}
     if agent.cache_key:  # what replay stores: computed once per frame, one sequence at a time
         encode = jax.jit(agent.encode_cache)

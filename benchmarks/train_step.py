@@ -73,15 +73,23 @@ def make_config(size: str, dtype: str, **overrides) -> DreamerConfig:
     return DreamerConfig.preset(size, compute_dtype=dtype, **overrides)
 
 
-def random_batch(rng, b: int, t: int, image: int) -> dict[str, np.ndarray]:
-    return {
-        "pixels": rng.integers(0, 256, (b, t, image, image, 3), dtype=np.uint8),
-        "action": rng.uniform(-1, 1, (b, t, ACTION_DIM)).astype(np.float32),
-        "reward": rng.normal(size=(b, t)).astype(np.float32),
-        "is_first": rng.random((b, t)) < 0.02,
-        "is_last": np.zeros((b, t), bool),
-        "is_terminal": np.zeros((b, t), bool),
-    }
+def random_batch(agent: Dreamer, rng, b: int, t: int) -> dict[str, np.ndarray]:
+    """Random data in the shape of ``agent.batch_spec(b, t)`` (with replay context: stored
+    latents of the same scale as the model's)."""
+    out = {}
+    for k, spec in agent.batch_spec(b, t).items():
+        if spec.dtype == jnp.uint8:
+            out[k] = rng.integers(0, 256, spec.shape, dtype=np.uint8)
+        elif spec.dtype == jnp.bool_:
+            out[k] = rng.random(spec.shape) < (0.02 if k == "is_first" else 0.0)
+        elif k == "stoch":
+            idx = rng.integers(0, spec.shape[-1], spec.shape[:-1])
+            out[k] = np.eye(spec.shape[-1], dtype=np.float32)[idx]
+        elif k in ("action", "deter"):
+            out[k] = rng.uniform(-1, 1, spec.shape).astype(np.float32)
+        else:
+            out[k] = rng.normal(size=spec.shape).astype(np.float32)
+    return out
 
 
 def flops_of(cost) -> float:
@@ -119,7 +127,7 @@ def bench_update(size, dtype, b, t, image, repeats) -> dict[str, float]:
     act = Space((ACTION_DIM,), jnp.float32, -1.0, 1.0)
     agent = Dreamer(make_config(size, dtype), space, act)
     state = jax.jit(agent.init)(jax.random.PRNGKey(0))
-    batch = jax.device_put(random_batch(np.random.default_rng(0), b, t, image))
+    batch = jax.device_put(random_batch(agent, np.random.default_rng(0), b, t))
     keys = jax.random.split(jax.random.PRNGKey(1), repeats + 1)
 
     t0 = time.perf_counter()

@@ -115,17 +115,18 @@ def tiny_config(encoder: str) -> DreamerConfig:
     )
 
 
-def random_batch(seed: int = 0, batch: int = 2, length: int = 4) -> dict[str, jax.Array]:
+def random_batch(agent: Dreamer, seed: int = 0, batch: int = 2, length: int = 4):
+    """Random data in the shape of a training batch (``agent.batch_spec``: with the default
+    one step of replay context, ``1 + length`` steps and the stored RSSM latents)."""
     rng = np.random.default_rng(seed)
-    shape = (batch, length)
-    out = {
-        "pixels": rng.integers(0, 256, (*shape, *OBS["pixels"].shape), dtype=np.uint8),
-        "action": rng.uniform(-1, 1, (*shape, ACT.shape[0])).astype(np.float32),
-        "reward": rng.normal(size=shape).astype(np.float32),
-        "is_first": np.zeros(shape, bool),
-        "is_last": np.zeros(shape, bool),
-        "is_terminal": np.zeros(shape, bool),
-    }
+    out = {}
+    for k, spec in agent.batch_spec(batch, length).items():
+        if spec.dtype == jnp.uint8:
+            out[k] = rng.integers(0, 256, spec.shape, dtype=np.uint8)
+        elif spec.dtype == jnp.bool_:
+            out[k] = np.zeros(spec.shape, bool)
+        else:
+            out[k] = rng.uniform(-1, 1, spec.shape).astype(np.float32)
     return {k: jnp.asarray(v) for k, v in out.items()}
 
 
@@ -141,7 +142,7 @@ def train_one_step(agent: Dreamer, key: jax.Array):
     """
     k_init, k_train = jax.random.split(key)
     state0 = agent.init(k_init)
-    state, metrics = agent.train(state0, random_batch(), k_train)
+    state, metrics = agent.train(state0, random_batch(agent), k_train)
     return state0, state, metrics
 
 

@@ -46,6 +46,7 @@ def config(finetune, cache, **kw):
         encoder="dinov2-small",
         encoder_options={"checkpoint": FIXTURE, "finetune": finetune, "output": "patches"},
         encoder_cache=cache,
+        replay_context=0,  # hand-made batches (the loop's stored latents are tested elsewhere)
         optimizer=OptimizerConfig(lr=1e-3, warmup=0),
         **kw,
     )

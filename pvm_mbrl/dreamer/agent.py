@@ -445,6 +445,24 @@ class Dreamer:
         rest = {n: v[:, k:] for n, v in batch.items() if n not in LATENT_KEYS}
         return init, first_action, rest
 
+    def batch_spec(self, batch: int, length: int) -> dict[str, jax.ShapeDtypeStruct]:
+        """Shapes and dtypes of a training batch of ``batch`` sequences that train on ``length``
+        steps: ``replay_context + length`` steps of the observation keys, ``action``, ``reward``,
+        the flags and, with replay context, the stored latents."""
+        lead = (batch, self.config.replay_context + length)
+        spec = {
+            k: jax.ShapeDtypeStruct(lead + tuple(self.obs_space[k].shape), self.obs_space[k].dtype)
+            for k in self.obs_keys
+        }
+        spec["action"] = jax.ShapeDtypeStruct((*lead, self.action_size), jnp.float32)
+        spec["reward"] = jax.ShapeDtypeStruct(lead, jnp.float32)
+        for flag in ("is_first", "is_last", "is_terminal"):
+            spec[flag] = jax.ShapeDtypeStruct(lead, jnp.bool_)
+        if self.config.replay_context:
+            for k, v in self.latent_spec().items():
+                spec[k] = jax.ShapeDtypeStruct(lead + v.shape, v.dtype)
+        return spec
+
     def latent_spec(self) -> dict[str, jax.ShapeDtypeStruct]:
         """Per-step shapes of the latents replay stores for replay context."""
         c = self.config
