@@ -125,6 +125,7 @@ def run_side(side: str, a, s: Settings, out: pathlib.Path, status: dict) -> None
         cmd, env = command(side, a, s, seed, run)
         run.mkdir(parents=True, exist_ok=True)
         (run / "command.txt").write_text(" ".join(cmd) + "\n")
+        (run / "start_time").write_text(f"{time.time()}\n")
         status[side] = f"seed {seed} running"
         with open(run / "stdout.log", "w") as log:
             code = subprocess.call(
@@ -137,12 +138,27 @@ def run_side(side: str, a, s: Settings, out: pathlib.Path, status: dict) -> None
 
 
 def progress(out: pathlib.Path, s: Settings) -> str:
+    """One line of where every run stands; appends ``(minutes, frames)`` to each running run's
+    ``wall.jsonl``, the clock the report reads minutes-to-a-return from."""
     parts = []
     for run in sorted(out.glob("*_s*")):
-        curve = read_run(run)
-        frames = max((f for f, _ in curve), default=0)
+        frames = frames_done(run)
+        start = run / "start_time"
+        if start.exists() and frames < s.frames:
+            minutes = (time.time() - float(start.read_text())) / 60.0
+            with open(run / "wall.jsonl", "a") as f:
+                f.write(json.dumps({"minutes": round(minutes, 2), "frames": frames}) + "\n")
         parts.append(f"{run.name} {frames:,}/{s.frames:,} frames")
     return " | ".join(parts)
+
+
+def frames_done(run: pathlib.Path) -> int:
+    """Frames the run has collected so far (official: its logger's step, in frames)."""
+    for name, key in (("metrics.jsonl", "step"), ("curve.jsonl", "frames")):
+        path = run / name
+        if path.exists() and path.stat().st_size:
+            return int(json.loads(path.read_text().splitlines()[-1])[key])
+    return 0
 
 
 # -- reading the runs ------------------------------------------------------------------------
@@ -179,6 +195,38 @@ def speed(run: pathlib.Path, repeat: int) -> float | None:
             first, last = rows[1], rows[-1]
             return (last["frames"] - first["frames"]) / (60.0 * (last["wall"] - first["wall"]))
     return None
+
+
+def minutes_at(run: pathlib.Path, frame: int) -> float | None:
+    """Wall minutes at which the run reached ``frame`` (from its ``wall.jsonl``, or ours'
+    chunk rows), interpolated; None past what was recorded."""
+    points = []
+    for name, key in (("wall.jsonl", "minutes"), ("curve.jsonl", "wall")):
+        path = run / name
+        if path.exists():
+            points = [json.loads(x) for x in path.read_text().splitlines()]
+            points = [(p["frames"], p[key]) for p in points]
+            break
+    if not points or frame > points[-1][0]:
+        return None
+    frames, minutes = zip(*points)
+    return float(np.interp(frame, frames, minutes))
+
+
+def time_to(runs: dict, out: pathlib.Path, side: str, target: float) -> str:
+    """Minutes (mean over seeds) until a seed's 10k-frame bin mean first reached ``target``,
+    counted to the last episode of that bin."""
+    got = []
+    for seed, curve in runs.items():
+        for b in range(max(f for f, _ in curve) // BIN + 1):
+            frames = [(f, r) for f, r in curve if b * BIN < f <= (b + 1) * BIN]
+            if frames and np.mean([r for _, r in frames]) >= target:
+                got.append(minutes_at(out / f"{side}_s{seed}", max(f for f, _ in frames)))
+                break
+    got = [m for m in got if m is not None]
+    if not got:
+        return "not reached"
+    return f"{np.mean(got):.0f} min ({len(got)} of {len(runs)} seeds)"
 
 
 def bins(runs: dict[int, list[tuple[int, float]]], frames: int) -> list[list[float | None]]:
@@ -247,6 +295,14 @@ def report(out: pathlib.Path, s: Settings, write: bool, floor: float | None = No
             notes.append(f"{side}: {np.mean(fps):.2f} frames/s whole loop ({each})")
     if verdicts:
         notes.append(f"ours inside the official's seed range from 20k frames on: {all(verdicts)}")
+    done = [v for v in (table["official"] or [[]])[::-1] if any(x is not None for x in v)]
+    if done and sides["ours"]:
+        last = float(np.mean([x for x in done[0] if x is not None]))
+        times = {side: time_to(sides[side], out, side, last) for side in sides}
+        notes.append(
+            f"time to the official's last bin's mean return ({last:.1f}): official "
+            f"{times['official']}, ours {times['ours']}"
+        )
     print("\n".join(rows))
     print("\n".join("- " + n for n in notes))
     if write:

@@ -68,6 +68,8 @@ def write_runs(tmp: pathlib.Path):
         run.mkdir()
         lines = [json.dumps({"step": f, "episode/score": r}) for f, r in scores]
         (run / "scores.jsonl").write_text("\n".join(lines) + "\n")
+        clock = [json.dumps({"minutes": m, "frames": f}) for m, f in ((0, 0), (100, 30_000))]
+        (run / "wall.jsonl").write_text("\n".join(clock) + "\n")
     run = tmp / "ours_s0"
     run.mkdir()
     rows = [
@@ -91,6 +93,10 @@ def test_report_bins_and_verdict(tmp_path):
     assert "- ours inside the official's seed range from 20k frames on: False" in rows
     # ours: 16,000 frames between the second and the last chunk in 2 minutes of wall time
     assert "- ours: 133.33 frames/s whole loop (mean of 1 seeds, one core each)" in rows
+    # The official's last bin averages 400: its seed 1 got there at 26k frames (86.7 minutes on
+    # its clock), seed 0 never; ours at 24k frames, after 4 minutes.
+    want = "time to the official's last bin's mean return (400.0): official 87 min (1 of 2 seeds)"
+    assert f"- {want}, ours 4 min (1 of 1 seeds)" in rows
 
 
 def test_settings_are_the_cli():
