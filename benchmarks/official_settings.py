@@ -17,13 +17,15 @@ import json
 import subprocess
 import textwrap
 
+from common import PIXEL_CNN
+from common import SMALL as COMMON_SMALL
+
 from pvm_mbrl.dreamer.config import DreamerConfig
 from pvm_mbrl.dreamer.optim import OptimizerConfig
 from pvm_mbrl.train import TrainConfig
 
-# The small agent of the learning benchmarks (benchmarks/common.py SMALL with PIXEL_CNN).
-SMALL = dict(deter=128, hidden=32, stoch=8, classes=8, blocks=4, depth=8, mults=(1, 2, 3, 4))
-SMALL |= dict(bspace=4, units=64)
+# The small agent of the learning benchmarks (``--size small`` of benchmarks/learning.py).
+SMALL = COMMON_SMALL | PIXEL_CNN
 
 
 @dataclasses.dataclass(frozen=True)
