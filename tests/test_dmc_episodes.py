@@ -92,15 +92,41 @@ def compare_rollouts(name: str, steps: int, n: int = 4):
     return np.asarray(ours), np.asarray(theirs), float(max(errs))
 
 
+def return_tolerance(ours: np.ndarray, theirs: np.ndarray) -> float:
+    """How far the two mean returns may lie apart: 5% of dm-control's (at least 1 point) or
+    three standard errors of the difference of the two means, whichever is larger. Where
+    contacts or a double pendulum make the two simulators' trajectories part within an episode
+    (walker, cheetah, hopper, acrobot), the same actions give two independent draws of a random
+    policy's return, whose means differ by chance by more than 5% (walker_walk: 35.6 against
+    33.8 on one CPU, within 5% on another); a wrong reward or a wrong scale still lies far
+    outside three standard errors."""
+    n = len(ours)
+    se = np.sqrt(ours.var(ddof=1) / n + theirs.var(ddof=1) / n)
+    return float(max(0.05 * max(abs(theirs.mean()), 20.0), 3.0 * se))
+
+
 @pytest.mark.parametrize("name", EPISODE_TASKS)
 def test_random_returns_and_trajectories_match_dm_control(name):
     """Same starts, same uniform random actions, whole 1,000-step episodes: the mean return of
-    4 episodes within 5% of dm-control's (at least 1 point: random finger_spin earns 1-3 points
-    of 1,000, and contact chaos moves single rewarded steps); on cartpole, reacher and finger
-    the first 50 steps' qpos within ``TRAJECTORY_TOL`` and their observations close."""
+    4 episodes within ``return_tolerance`` of dm-control's (at least 1 point: random finger_spin
+    earns 1-3 points of 1,000, and contact chaos moves single rewarded steps); on cartpole,
+    reacher and finger the first 50 steps' qpos within ``TRAJECTORY_TOL`` and their
+    observations close, and there the returns within 5%."""
     ours, theirs, _ = compare_rollouts(name, task_env(name).episode_length)
-    ours, theirs = float(ours.mean()), float(theirs.mean())
-    assert abs(ours - theirs) <= 0.05 * max(abs(theirs), 20.0), (ours, theirs)
+    tol = 0.05 * max(abs(theirs.mean()), 20.0)
+    if name not in TRAJECTORY_TOL:
+        tol = return_tolerance(ours, theirs)
+    assert abs(ours.mean() - theirs.mean()) <= tol, (ours, theirs, tol)
+
+
+def test_return_tolerance():
+    """Equal returns: the 5% floor; scattered ones: three standard errors of the difference."""
+    flat = np.full(4, 30.0)
+    assert return_tolerance(flat, flat) == pytest.approx(1.5)
+    wide = np.array([20.0, 30.0, 40.0, 50.0])
+    se = np.sqrt(2 * wide.var(ddof=1) / 4)
+    assert return_tolerance(wide, flat + 100) == pytest.approx(3 * np.sqrt(wide.var(ddof=1) / 4))
+    assert return_tolerance(wide, wide) == pytest.approx(3 * se)
 
 
 @SLOW  # about 2 min cold; finger's rewards and observations are checked state by state
