@@ -29,7 +29,8 @@ HEADING = "## Env steps (benchmarks/env_step.py)"
 
 def bench_env(task, batch, size, steps, repeats, camera, **kwargs) -> float:
     env = envs.make(task, image_size=size, camera=camera, num_envs=batch, **kwargs)
-    actions = jax.random.uniform(jax.random.PRNGKey(1), (steps, batch, 4), minval=-1, maxval=1)
+    shape = (steps, batch, *env.action_space.shape)
+    actions = jax.random.uniform(jax.random.PRNGKey(1), shape, minval=-1, maxval=1)
 
     @jax.jit
     def run(state):

@@ -254,14 +254,7 @@ def cell(values: list[float | None]) -> str:
 def report(out: pathlib.Path, s: Settings, write: bool, floor: float | None = None) -> list[str]:
     """The per-bin table, speeds and verdict of the runs in ``out`` (printed; returned).
     ``floor``: the random policy's return (measured when None)."""
-    sides = {}
-    for side in ("official", "ours"):
-        runs = {}
-        for run in sorted(out.glob(f"{side}_s*")):
-            curve = read_run(run)
-            if curve:
-                runs[int(run.name.rsplit("_s", 1)[1])] = curve
-        sides[side] = runs
+    sides = read_sides(out)
     floor = random_return(s) if floor is None else floor
     rows = [
         "| frames | official: mean [seed range] | ours: mean [seed range] | ours inside |",
@@ -287,22 +280,9 @@ def report(out: pathlib.Path, s: Settings, write: bool, floor: float | None = No
         "per bin: each seed's mean return over the training episodes that ended in it; "
         "mean over seeds [lowest, highest seed]",
     ]
-    for side, runs in sides.items():
-        fps = [speed(out / f"{side}_s{seed}", s.repeat) for seed in runs]
-        fps = [f for f in fps if f]
-        if fps:
-            each = f"mean of {len(fps)} seeds, one core each"
-            notes.append(f"{side}: {np.mean(fps):.2f} frames/s whole loop ({each})")
     if verdicts:
         notes.append(f"ours inside the official's seed range from 20k frames on: {all(verdicts)}")
-    done = [v for v in (table["official"] or [[]])[::-1] if any(x is not None for x in v)]
-    if done and sides["ours"]:
-        last = float(np.mean([x for x in done[0] if x is not None]))
-        times = {side: time_to(sides[side], out, side, last) for side in sides}
-        notes.append(
-            f"time to the official's last bin's mean return ({last:.1f}): official "
-            f"{times['official']}, ours {times['ours']}"
-        )
+    notes += loop_notes(sides, out, s)
     print("\n".join(rows))
     print("\n".join("- " + n for n in notes))
     if write:
@@ -311,6 +291,42 @@ def report(out: pathlib.Path, s: Settings, write: bool, floor: float | None = No
         plot(sides, floor, s, HERE / "official_curve.png")
         append_results(HEADING, [*notes, f"settings: {dataclasses.asdict(s)}"], rows)
     return [*rows, "", *("- " + n for n in notes)]
+
+
+def read_sides(out: pathlib.Path) -> dict[str, dict[int, list[tuple[int, float]]]]:
+    """Each side's runs in ``out``: ``{side: {seed: [(frame, return), ...]}}``."""
+    sides = {}
+    for side in ("official", "ours"):
+        runs = {}
+        for run in sorted(out.glob(f"{side}_s*")):
+            curve = read_run(run)
+            if curve:
+                runs[int(run.name.rsplit("_s", 1)[1])] = curve
+        sides[side] = runs
+    return sides
+
+
+def loop_notes(sides: dict, out: pathlib.Path, s: Settings) -> list[str]:
+    """Each side's whole-loop frames per second (its own log) and the minutes each took to the
+    mean return of the official's last 10k-frame bin."""
+    notes = []
+    for side, runs in sides.items():
+        fps = [speed(out / f"{side}_s{seed}", s.repeat) for seed in runs]
+        fps = [f for f in fps if f]
+        if fps:
+            each = f"mean of {len(fps)} seeds, one core each"
+            notes.append(f"{side}: {np.mean(fps):.2f} frames/s whole loop ({each})")
+    table = bins(sides["official"], s.frames)
+    filled = [b for b, row in enumerate(table) if any(x is not None for x in row)]
+    if filled and sides["ours"]:
+        b = filled[-1]
+        last = float(np.mean([x for x in table[b] if x is not None]))
+        times = {side: time_to(sides[side], out, side, last) for side in sides}
+        notes.append(
+            f"time to the official's last bin's mean return ({last:.1f}, {b * 10}k-"
+            f"{b * 10 + 10}k frames): official {times['official']}, ours {times['ours']}"
+        )
+    return notes
 
 
 def random_return(s: Settings) -> float:

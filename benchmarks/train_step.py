@@ -122,9 +122,11 @@ def scan_flops(agent: Dreamer, state, batch, key) -> float:
     return max(0.0, counts[1] - counts[0])
 
 
-def bench_update(size, dtype, b, t, image, repeats) -> dict[str, float]:
+def bench_update(
+    size, dtype, b, t, image, repeats, action_dim=ACTION_DIM, count_flops=True
+) -> dict[str, float]:
     space = {"pixels": Space((image, image, 3), jnp.uint8, 0, 255)}
-    act = Space((ACTION_DIM,), jnp.float32, -1.0, 1.0)
+    act = Space((action_dim,), jnp.float32, -1.0, 1.0)
     agent = Dreamer(make_config(size, dtype), space, act)
     state = jax.jit(agent.init)(jax.random.PRNGKey(0))
     batch = jax.device_put(random_batch(agent, np.random.default_rng(0), b, t))
@@ -133,10 +135,10 @@ def bench_update(size, dtype, b, t, image, repeats) -> dict[str, float]:
     t0 = time.perf_counter()
     compiled = jax.jit(agent.train, donate_argnums=0).lower(state, batch, keys[0]).compile()
     compile_s = time.perf_counter() - t0
-    if jax.devices()[0].platform == "cpu":
+    if count_flops and jax.devices()[0].platform == "cpu":
         xla_flops = flops_of(compiled.cost_analysis())
         full_flops = xla_flops + scan_flops(agent, state, batch, keys[0])
-    else:  # XLA:GPU's count leaves out the cuBLAS / cuDNN calls; its lowered count is missing
+    else:  # not asked for, or XLA:GPU, whose count leaves out the cuBLAS / cuDNN calls
         xla_flops = full_flops = float("nan")
     print(f"{size}: compiled in {compile_s:.1f} s, timing {repeats} updates", flush=True)
 

@@ -15,6 +15,7 @@ import pytest
 BENCH = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCH))
 import official  # noqa: E402
+import official_speed  # noqa: E402
 from official_settings import Settings, compare, learning_flags, official_flags  # noqa: E402
 
 FIXTURE = pathlib.Path(__file__).resolve().parent / "fixtures" / "official_dmc_vision_e3f0224.json"
@@ -95,8 +96,17 @@ def test_report_bins_and_verdict(tmp_path):
     assert "- ours: 133.33 frames/s whole loop (mean of 1 seeds, one core each)" in rows
     # The official's last bin averages 400: its seed 1 got there at 26k frames (86.7 minutes on
     # its clock), seed 0 never; ours at 24k frames, after 4 minutes.
-    want = "time to the official's last bin's mean return (400.0): official 87 min (1 of 2 seeds)"
-    assert f"- {want}, ours 4 min (1 of 1 seeds)" in rows
+    want = "time to the official's last bin's mean return (400.0, 20k-30k frames): official 87 min"
+    assert f"- {want} (1 of 2 seeds), ours 4 min (1 of 1 seeds)" in rows
+
+
+def test_speed_benchmark_reads_the_runs(tmp_path):
+    """official_speed.py's whole-loop lines are the comparison report's, from the same runs."""
+    write_runs(tmp_path)
+    (tmp_path / "settings.json").write_text(json.dumps(dataclasses.asdict(Settings())))
+    lines = official_speed.whole_loop(tmp_path)
+    assert lines[1] == "ours: 133.33 frames/s whole loop (mean of 1 seeds, one core each)"
+    assert lines[2].endswith("official 87 min (1 of 2 seeds), ours 4 min (1 of 1 seeds)")
 
 
 def test_settings_are_the_cli():
