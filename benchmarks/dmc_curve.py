@@ -41,7 +41,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from common import append_results, overrides
 
 HEADING = "## DMC learning curves against the published DreamerV3 (benchmarks/dmc_curve.py)"
-REFERENCE = pathlib.Path(__file__).resolve().parents[2] / "shared" / "reference"
+REFERENCE = pathlib.Path(__file__).resolve().parent / "reference"  # see its README.md
 BIN = 10_000
 TINY = dict(
     deter=32, hidden=8, stoch=4, classes=4, blocks=4, depth=2, mults=(1, 2), bspace=4, units=8
@@ -54,7 +54,10 @@ def reference(task: str, obs: str, path: pathlib.Path | None = None) -> dict[int
     name = "dmc_proprio_scores.csv" if obs == "state" else "dmc_vision_scores.csv"
     path = path or REFERENCE / name
     if not path.is_file():
-        return {}
+        raise FileNotFoundError(
+            f"no reference curves at {path}: the published DreamerV3 scores ship in "
+            "benchmarks/reference/ (see its README.md); restore the file or pass its path"
+        )
     out = {}
     with path.open() as f:
         for row in csv.DictReader(f):
