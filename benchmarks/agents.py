@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import pvm_mbrl
 from pvm_mbrl.dreamer.agent import Dreamer
 from pvm_mbrl.envs.core import Space
 
@@ -116,4 +117,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    pvm_mbrl.setup()  # host-memory reuse and the compilation cache, before any JAX work
     main()

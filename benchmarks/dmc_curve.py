@@ -31,6 +31,7 @@ import time
 import jax
 import numpy as np
 
+import pvm_mbrl
 from pvm_mbrl import envs
 from pvm_mbrl.dreamer.agent import Dreamer
 from pvm_mbrl.dreamer.config import DreamerConfig
@@ -265,4 +266,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    pvm_mbrl.setup()  # host-memory reuse and the compilation cache, before any JAX work
     main()

@@ -44,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+import pvm_mbrl
 from pvm_mbrl import encoders
 from pvm_mbrl.dreamer import Dreamer, DreamerConfig
 from pvm_mbrl.encoders import VIT_S14, PVMEncoder, ViT, ViTConfig
@@ -356,4 +357,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    pvm_mbrl.setup()  # host-memory reuse and the compilation cache, before any JAX work
     main()

@@ -19,6 +19,7 @@ import jax
 import mujoco
 import numpy as np
 
+import pvm_mbrl
 from pvm_mbrl import envs
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
@@ -100,4 +101,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    pvm_mbrl.setup()  # host-memory reuse and the compilation cache, before any JAX work
     main()

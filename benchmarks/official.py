@@ -47,6 +47,8 @@ import time
 
 import numpy as np
 
+import pvm_mbrl
+
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from official_settings import (  # noqa: E402
@@ -406,4 +408,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    pvm_mbrl.setup()  # host-memory reuse and the compilation cache, before any JAX work
     main()

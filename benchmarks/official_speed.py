@@ -32,6 +32,8 @@ import subprocess
 import sys
 import textwrap
 
+import pvm_mbrl
+
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from common import append_results  # noqa: E402
@@ -202,4 +204,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    pvm_mbrl.setup()  # host-memory reuse and the compilation cache, before any JAX work
     main()

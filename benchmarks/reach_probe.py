@@ -42,6 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import pvm_mbrl
 from pvm_mbrl import checkpoint, envs, media
 from pvm_mbrl import replay as replay_lib
 from pvm_mbrl.dreamer.agent import Dreamer
@@ -271,4 +272,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    pvm_mbrl.setup()  # host-memory reuse and the compilation cache, before any JAX work
     main()

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import mujoco
 import numpy as np
 
+import pvm_mbrl
 from pvm_mbrl.envs import render
 from pvm_mbrl.envs.mjx import mjx
 
@@ -224,4 +225,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    pvm_mbrl.setup()  # host-memory reuse and the compilation cache, before any JAX work
     main()

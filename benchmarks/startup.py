@@ -34,9 +34,11 @@ def child(a, t0: float) -> dict:
     """Runs in the measured process: the phases' end times since ``t0`` and the compiles."""
     import jax
 
+    import pvm_mbrl
     from pvm_mbrl.compile_cache import CompileLog
     from pvm_mbrl.experiment import Experiment, build, seed_keys
 
+    pvm_mbrl.setup()  # the cache folder comes from PVM_MBRL_JAX_CACHE, set by the parent
     ends = {"imports": time.time() - t0}
     with CompileLog() as log:
         exp = experiment(a, Experiment)

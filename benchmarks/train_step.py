@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import pvm_mbrl
 from pvm_mbrl import envs
 from pvm_mbrl.dreamer.agent import Dreamer
 from pvm_mbrl.dreamer.config import DreamerConfig
@@ -322,4 +323,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    pvm_mbrl.setup()  # host-memory reuse and the compilation cache, before any JAX work
     main()

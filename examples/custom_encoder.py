@@ -19,6 +19,7 @@ import numpy as np
 import optax
 from flax import linen, nnx
 
+import pvm_mbrl
 from pvm_mbrl import encoders
 from pvm_mbrl.dreamer.agent import Dreamer
 from pvm_mbrl.dreamer.config import DreamerConfig
@@ -161,4 +162,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    pvm_mbrl.setup()  # host-memory reuse and the compilation cache, before any JAX work
     main()

@@ -16,6 +16,7 @@ import argparse
 import pathlib
 import textwrap
 
+import pvm_mbrl
 from pvm_mbrl import evaluate
 from pvm_mbrl.experiment import Experiment, run
 
@@ -79,4 +80,5 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
+    pvm_mbrl.setup()  # host-memory reuse and the compilation cache, before any JAX work
     main()

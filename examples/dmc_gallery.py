@@ -19,6 +19,7 @@ import jax
 import mujoco
 import numpy as np
 
+import pvm_mbrl
 from pvm_mbrl.envs import dmc
 from pvm_mbrl.envs.mjx import mjx
 
@@ -82,4 +83,5 @@ def main():
 
 
 if __name__ == "__main__":
+    pvm_mbrl.setup()  # host-memory reuse and the compilation cache, before any JAX work
     main()

@@ -21,6 +21,7 @@ import pathlib
 
 import tyro
 
+import pvm_mbrl
 from pvm_mbrl import evaluate
 
 
@@ -68,4 +69,5 @@ def main(argv: list[str] | None = None) -> dict[str, evaluate.Results]:
 
 
 if __name__ == "__main__":
+    pvm_mbrl.setup()  # host-memory reuse and the compilation cache, before any JAX work
     main()

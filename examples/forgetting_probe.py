@@ -20,6 +20,7 @@ import jax
 import numpy as np
 from flax import nnx
 
+import pvm_mbrl
 from pvm_mbrl import analysis, encoders
 
 
@@ -110,4 +111,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    pvm_mbrl.setup()  # host-memory reuse and the compilation cache, before any JAX work
     main()

@@ -28,6 +28,7 @@ from typing import Literal
 
 import tyro
 
+import pvm_mbrl
 from pvm_mbrl import evaluate
 from pvm_mbrl.dreamer.optim import OptimizerConfig
 from pvm_mbrl.experiment import Experiment, run
@@ -163,4 +164,5 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
+    pvm_mbrl.setup()  # host-memory reuse and the compilation cache, before any JAX work
     main()

@@ -13,6 +13,7 @@ import argparse
 import jax
 import numpy as np
 
+import pvm_mbrl
 from pvm_mbrl import envs, media, shifts
 
 PRESETS = (
@@ -59,4 +60,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    pvm_mbrl.setup()  # host-memory reuse and the compilation cache, before any JAX work
     main()

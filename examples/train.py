@@ -23,6 +23,7 @@ import sys
 
 import tyro
 
+import pvm_mbrl
 from pvm_mbrl.experiment import Experiment, run
 
 
@@ -84,4 +85,5 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
+    pvm_mbrl.setup()  # host-memory reuse and the compilation cache, before any JAX work
     main()

@@ -1,14 +1,15 @@
-"""JAX's persistent compilation cache, on by default for every program pvm_mbrl runs.
+"""JAX's persistent compilation cache, on in every program pvm_mbrl runs.
 
 XLA compiles dominate short runs (40-120 s per agent function on a GPU, 10-30 s on a CPU), and
-a run compiles the same programs as the last one with the same shapes. ``import pvm_mbrl``
-therefore points JAX's own on-disk cache (``jax_compilation_cache_dir``) at a user cache
-folder, unless the user chose one:
+a run compiles the same programs as the last one with the same shapes. ``pvm_mbrl.setup()``
+(which ``Experiment.run``, the examples, the benchmarks and the tests call; importing the
+library does not) therefore points JAX's own on-disk cache (``jax_compilation_cache_dir``) at a
+user cache folder, unless the user chose one:
 
 - ``PVM_MBRL_JAX_CACHE=/path`` uses that folder; ``PVM_MBRL_JAX_CACHE=off`` (or ``0``, ``none``,
   empty) turns the cache off;
 - a cache folder already set through JAX (``JAX_COMPILATION_CACHE_DIR`` or
-  ``jax.config.update("jax_compilation_cache_dir", ...)`` before the import) is kept;
+  ``jax.config.update("jax_compilation_cache_dir", ...)``) is kept;
 - otherwise ``$XDG_CACHE_HOME/pvm_mbrl/jax`` (default ``~/.cache/pvm_mbrl/jax``).
 
 The cache is safe when anything changes: JAX keys each entry by a hash of the lowered program,

@@ -32,6 +32,7 @@ from typing import Any
 import jax
 import numpy as np
 
+import pvm_mbrl
 from pvm_mbrl import envs
 from pvm_mbrl.dreamer.agent import AgentState, Dreamer
 from pvm_mbrl.dreamer.config import SIZES, DreamerConfig
@@ -247,6 +248,7 @@ def run(
     """
     from pvm_mbrl.rundir import RunLock
 
+    pvm_mbrl.setup()  # compilation cache (and host-memory reuse if JAX has not started yet)
     logdir = pathlib.Path(exp.logdir)
     if resume_step is not None and not resume:
         raise ValueError(f"resume_step={resume_step} needs resume=True")

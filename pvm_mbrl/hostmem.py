@@ -12,10 +12,11 @@ of the heap (``M_TRIM_THRESHOLD``), so freed buffers are reused by the next call
 library does this from inside a running Python process (jemalloc or tcmalloc need ``LD_PRELOAD``
 before start-up), hence ``ctypes``.
 
-``import pvm_mbrl`` calls it once on Linux with glibc, unless ``PVM_MBRL_HOST_MALLOC=system``.
-It must run before JAX starts a backend (XLA's worker threads pick their arena on their first
-allocation); once one is running it changes nothing and returns ``False``, so import pvm_mbrl
-before the first JAX computation. After a few calls of the same computation the heap holds
+``pvm_mbrl.setup()`` calls it (the library's programs call that first; importing pvm_mbrl
+changes nothing), on Linux with glibc, unless ``PVM_MBRL_HOST_MALLOC=system``. It must run
+before JAX starts a backend (XLA's worker threads pick their arena on their first allocation);
+once one is running it changes nothing and returns ``False``, so call ``setup`` before the
+first JAX computation. After a few calls of the same computation the heap holds
 its buffers and further calls fault nothing in (tested). The cost: the process keeps its peak
 host memory instead of returning freed blocks to the system.
 """

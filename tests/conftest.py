@@ -15,4 +15,6 @@ os.environ.setdefault(
     "PVM_MBRL_JAX_CACHE", str(pathlib.Path(__file__).resolve().parents[1] / ".cache/jax")
 )
 
-import pvm_mbrl  # noqa: F401  (host-memory reuse, the compilation cache: before any JAX work)
+import pvm_mbrl
+
+pvm_mbrl.setup()  # host-memory reuse and the compilation cache, before any JAX work

@@ -2,6 +2,7 @@
 second process reads it, and a run compiles each of its functions once however long it is."""
 
 import collections
+import json
 import os
 import subprocess
 import sys
@@ -21,6 +22,7 @@ PROBE = textwrap.dedent(
     import jax, jax.numpy as jnp
     import pvm_mbrl
     from pvm_mbrl.compile_cache import CompileLog
+    pvm_mbrl.setup()
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 
     def probe(x):
@@ -36,8 +38,43 @@ PROBE = textwrap.dedent(
 )
 
 
+# Imports every module of the library, records what the process looks like, then sets it up.
+IMPORT_ALL = textwrap.dedent(
+    """
+    import importlib, json, pkgutil, sys
+    import jax
+    from jax._src import xla_bridge
+    import pvm_mbrl
+    for m in pkgutil.walk_packages(pvm_mbrl.__path__, "pvm_mbrl."):
+        importlib.import_module(m.name)
+    before = [jax.config.jax_compilation_cache_dir, pvm_mbrl.hostmem.active(),
+              xla_bridge.backends_are_initialized()]
+    done = pvm_mbrl.setup()
+    print(json.dumps(before + [str(done["compile_cache"]), done["host_memory"]]))
+    """
+)
+
+
+def test_importing_the_library_changes_nothing(tmp_path):
+    """Importing every module leaves the process as it was (no compilation cache set, malloc
+    untouched, no JAX backend started, so that ``setup`` can still reuse host memory);
+    ``pvm_mbrl.setup()`` then turns both on."""
+    out = fresh_process(tmp_path, IMPORT_ALL)
+    cache_dir, reused, started, enabled, reuse_now = json.loads(out.splitlines()[-1])
+    assert (cache_dir, reused, started) == (None, False, False)
+    assert enabled == str(tmp_path / "home/.cache/pvm_mbrl/jax")
+    assert reuse_now is sys.platform.startswith("linux")
+
+
 def probe(tmp_path, **env_vars) -> tuple[str, bool]:
     """Runs ``PROBE`` in a fresh process with ``HOME`` in ``tmp_path``: (cache dir, hit)."""
+    directory, hit = fresh_process(tmp_path, PROBE, **env_vars).split()
+    return directory, hit == "True"
+
+
+def fresh_process(tmp_path, script: str, **env_vars) -> str:
+    """Runs ``script`` in a fresh process with ``HOME`` in ``tmp_path`` and no cache setting of
+    the tests; returns its standard output (its standard error must be empty)."""
     env = {
         k: v
         for k, v in os.environ.items()
@@ -45,12 +82,11 @@ def probe(tmp_path, **env_vars) -> tuple[str, bool]:
     }
     env.update(HOME=str(tmp_path / "home"), JAX_PLATFORMS="cpu", **env_vars)
     out = subprocess.run(
-        [sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stderr == "", out.stderr  # nothing on the console a user cannot act on
-    directory, hit = out.stdout.split()
-    return directory, hit == "True"
+    return out.stdout
 
 
 def test_cache_is_on_by_default_and_read_by_the_next_process(tmp_path):

@@ -13,6 +13,7 @@ import pytest
 PROBE = """
 import json, resource
 import pvm_mbrl
+pvm_mbrl.setup()
 import jax, jax.numpy as jnp
 x = jnp.ones((4096, 4096), jnp.float32)
 f = jax.jit(lambda x: x * 2.0)

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
-import dmc_curve  # noqa: E402
+import dmc_curve
 
 
 def test_dmc_reference_curves_are_in_the_project():

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from pvm_mbrl.shifts.colour import gaussian_blur, rotate_hue
 
-_LUMA = jnp.array([0.299, 0.587, 0.114])
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # numpy: no JAX backend at import
 
 
 def color_jitter(img, s, u, t, key):

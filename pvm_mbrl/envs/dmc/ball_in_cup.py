@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from pvm_mbrl.envs.dmc import base, randomize
 
-_XZ = jnp.array([0, 2])
+_XZ = np.array([0, 2])  # numpy: importing starts no JAX backend
 
 
 class BallInCup(base.DMCEnv):
