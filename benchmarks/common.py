@@ -17,12 +17,6 @@ from pvm_mbrl import hostmem
 from pvm_mbrl.dreamer.config import DreamerConfig
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "RESULTS.md"
-# The small agent of the Reach probes and learning runs (about 93 updates a minute at batch
-# 16 x 16 from 64 px pixels on 2 CPU cores); PIXEL_CNN is its CNN for image inputs.
-SMALL = dict(
-    deter=128, hidden=32, stoch=8, classes=8, blocks=4, depth=2, mults=(1, 2), bspace=4, units=64
-)
-PIXEL_CNN = dict(depth=8, mults=(1, 2, 3, 4))
 
 
 def best_time(fn, repeats: int) -> float:

@@ -34,7 +34,7 @@ import numpy as np
 import pvm_mbrl
 from pvm_mbrl import envs
 from pvm_mbrl.dreamer.agent import Dreamer
-from pvm_mbrl.dreamer.config import DreamerConfig
+from pvm_mbrl.dreamer.config import PRESETS, DreamerConfig
 from pvm_mbrl.dreamer.optim import OptimizerConfig
 from pvm_mbrl.train import TrainConfig, Trainer
 
@@ -44,9 +44,6 @@ from common import append_results, overrides
 HEADING = "## DMC learning curves against the published DreamerV3 (benchmarks/dmc_curve.py)"
 REFERENCE = pathlib.Path(__file__).resolve().parent / "reference"  # see its README.md
 BIN = 10_000
-TINY = dict(
-    deter=32, hidden=8, stoch=4, classes=4, blocks=4, depth=2, mults=(1, 2), bspace=4, units=8
-)
 
 
 def reference(task: str, obs: str, path: pathlib.Path | None = None) -> dict[int, dict]:
@@ -153,7 +150,7 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--frames", type=int, default=100_000, help="frame budget per seed")
     ap.add_argument("--minutes", type=float, default=None, help="wall-time budget")
-    ap.add_argument("--size", default="size12m", help="DreamerConfig preset, or tiny")
+    ap.add_argument("--size", default="size12m", choices=PRESETS, help="DreamerConfig preset")
     ap.add_argument("--set", nargs="*", default=[], help="DreamerConfig overrides, key=value")
     ap.add_argument("--train-ratio", type=float, default=512.0)
     ap.add_argument("--num-envs", type=int, default=16)
@@ -175,8 +172,8 @@ def main(argv=None):
     a = ap.parse_args(argv)
     a.write = not a.quick if a.write is None else a.write
     if a.quick:
-        a.size, a.image, a.num_envs, a.batch, a.length = "tiny", 16, 2, 2, 8
-        a.chunk_steps, a.prefill, a.frames, a.seeds, a.train_ratio = 16, 8, 2_500, 2, 16.0
+        a.size, a.image, a.num_envs, a.batch, a.length = "micro", 16, 2, 2, 8
+        a.chunk_steps, a.prefill, a.frames, a.seeds, a.train_ratio = 16, 10, 2_500, 2, 16.0
 
     task = a.task.removeprefix("dmc/")
     mode = dict(obs_mode="state", render=False) if a.obs == "state" else {}
@@ -191,7 +188,7 @@ def main(argv=None):
     opt = OptimizerConfig(lr=a.lr, warmup=a.warmup)
     kw = dict(compute_dtype=a.dtype, obs_keys=("state",) if a.obs == "state" else ("pixels",))
     kw |= dict(optimizer=opt) | overrides(a.set)
-    config = DreamerConfig(**TINY | kw) if a.size == "tiny" else DreamerConfig.preset(a.size, **kw)
+    config = DreamerConfig.preset(a.size, **kw)
     agent = Dreamer(config, env.observation_space, env.action_space)
     tc = TrainConfig(
         num_envs=a.num_envs,

@@ -53,7 +53,7 @@ from pvm_mbrl.envs.core import Space
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from common import append_results
-from train_step import ACTION_DIM, TINY, random_batch
+from train_step import ACTION_DIM, QUICK, random_batch
 
 HEADING = "## PVM encoders (benchmarks/encoders.py)"
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -258,7 +258,7 @@ def run_world_model(args) -> tuple[list[str], list[str]]:
         if enc == "cnn":
             kw.pop("encoder_options")
         if args.quick:
-            config = DreamerConfig(**TINY, **kw)
+            config = DreamerConfig.preset("micro", **QUICK | kw)
         else:
             config = DreamerConfig.preset(args.size, **kw)
         r = res[label] = bench_update(config, args)

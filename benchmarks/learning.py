@@ -37,20 +37,17 @@ import numpy as np
 import pvm_mbrl
 from pvm_mbrl import checkpoint, envs, media
 from pvm_mbrl.dreamer.agent import Dreamer
-from pvm_mbrl.dreamer.config import DreamerConfig
+from pvm_mbrl.dreamer.config import PRESETS, DreamerConfig
 from pvm_mbrl.dreamer.optim import OptimizerConfig
 from pvm_mbrl.train import TrainConfig, Trainer
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from common import PIXEL_CNN, SMALL, append_results, overrides
+from common import append_results, overrides
 
 HEADING = "## Learning curve (benchmarks/learning.py)"
 PLOT = pathlib.Path(__file__).resolve().parent / "learning_curve.png"
 # --obs choices -> the observation keys the agent sees.
 OBS = {"pixels": ("pixels",), "pixels+proprio": ("pixels", "proprio"), "state": ("state",)}
-TINY = dict(
-    deter=32, hidden=8, stoch=4, classes=4, blocks=4, depth=2, mults=(1, 2), bspace=4, units=8
-)
 
 
 def random_baseline(task, episodes, episode_length, seed=0, action_repeat=1):
@@ -190,8 +187,9 @@ def main(argv=None):
     ap.add_argument(
         "--size",
         default="size1m",
-        help="size preset, 'tiny', or 'small' (the Reach probes' agent, about 93 updates/min "
-        "at batch 16 x 16 on 2 CPU cores)",
+        choices=PRESETS,
+        help="DreamerConfig.preset: an official size, or micro, tiny, small (the probes' "
+        "agent, about 93 updates/min at batch 16 x 16 on 2 CPU cores)",
     )
     ap.add_argument(
         "--set",
@@ -258,8 +256,8 @@ def main(argv=None):
     a = ap.parse_args(argv)
     a.write = not a.quick if a.write is None else a.write
     if a.quick:
-        a.size, a.image, a.num_envs, a.batch, a.length = "tiny", 16, 2, 2, 8
-        a.chunk_steps, a.prefill, a.random_episodes, a.eval_episodes = 4, 8, 4, 2
+        a.size, a.image, a.num_envs, a.batch, a.length = "micro", 16, 2, 2, 8
+        a.chunk_steps, a.prefill, a.random_episodes, a.eval_episodes = 4, 10, 4, 2
         a.env_steps, a.episode_length = a.env_steps or 32, a.episode_length or 6
         a.no_plot = a.no_plot or a.plot is None
     plot_path = a.plot or PLOT
@@ -267,11 +265,7 @@ def main(argv=None):
     opt = OptimizerConfig(lr=a.lr, warmup=a.warmup)
     kw = dict(compute_dtype=a.dtype, obs_keys=OBS[a.obs], optimizer=opt)
     kw |= overrides(a.set)
-    if a.size in ("tiny", "small"):
-        size = TINY if a.size == "tiny" else SMALL | (PIXEL_CNN if a.obs != "state" else {})
-        config = DreamerConfig(**size | kw)
-    else:
-        config = DreamerConfig.preset(a.size, **kw)
+    config = DreamerConfig.preset(a.size, **kw)
     env = make_env(a, a.num_envs)
     agent = Dreamer(config, env.observation_space, env.action_space)
     tc = TrainConfig(

@@ -17,15 +17,9 @@ import json
 import subprocess
 import textwrap
 
-from common import PIXEL_CNN
-from common import SMALL as COMMON_SMALL
-
 from pvm_mbrl.dreamer.config import DreamerConfig
 from pvm_mbrl.dreamer.optim import OptimizerConfig
 from pvm_mbrl.train import TrainConfig
-
-# The small agent of the learning benchmarks (``--size small`` of benchmarks/learning.py).
-SMALL = COMMON_SMALL | PIXEL_CNN
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,7 +35,7 @@ class Settings:
     length: int = 32
     lr: float = 3e-4
     warmup: int = 0
-    size: str = "small"  # "small" or an official preset name (size1m, size12m, ...)
+    size: str = "small"  # a DreamerConfig.preset: "small", or an official size (size1m, ...)
     replay_context: int = 1
     online: bool = True
     dtype: str = "float32"
@@ -63,16 +57,13 @@ class Settings:
         return per_env + self.length + self.replay_context - 1
 
     def sizes(self) -> dict:
-        if self.size == "small":
-            return dict(SMALL)
+        """The agent's shape: a ``DreamerConfig.preset`` (``small`` by default)."""
         return dataclasses.asdict(DreamerConfig.preset(self.size))
 
     def ours(self) -> tuple[DreamerConfig, TrainConfig]:
         """Our resolved agent and loop configuration."""
-        s = self.sizes()
-        keep = {f.name for f in dataclasses.fields(DreamerConfig)}
-        agent = DreamerConfig(
-            **{k: v for k, v in s.items() if k in keep and k != "optimizer"},
+        agent = DreamerConfig.preset(
+            self.size,
             obs_keys=("pixels",),
             compute_dtype=self.dtype,
             replay_context=self.replay_context,
@@ -136,7 +127,7 @@ def learning_flags(s: Settings, seed: int, curve: str) -> list[str]:
         f"--task=dmc/{s.task}",
         f"--image={s.image}",
         f"--action-repeat={s.repeat}",
-        f"--size={'small' if s.size == 'small' else s.size}",
+        f"--size={s.size}",
         f"--dtype={s.dtype}",
         f"--lr={s.lr}",
         f"--warmup={s.warmup}",

@@ -51,7 +51,7 @@ from pvm_mbrl.dreamer.optim import OptimizerConfig
 from pvm_mbrl.train import TrainConfig, Trainer
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from common import PIXEL_CNN, SMALL, overrides
+from common import overrides
 
 OBS = {"state": ("state",), "pixels": ("pixels",), "pixels+proprio": ("pixels", "proprio")}
 # Reach's state vector: proprio (tcp 3, velocity 3, fingers 2), target (3), target - tcp (3).
@@ -225,9 +225,12 @@ def main(argv=None):
         ap.error("--recon needs a pixel --obs")
     if a.recon and a.from_:
         ap.error("--recon needs the replay of a training run; --from restores the agent only")
-    size = SMALL | (PIXEL_CNN if a.obs != "state" else {}) | overrides(a.set)
-    config = DreamerConfig(
-        **size, obs_keys=OBS[a.obs], optimizer=OptimizerConfig(lr=a.lr, warmup=0)
+    size = "".join(f", {k}={v}" for k, v in overrides(a.set).items())
+    config = DreamerConfig.preset(
+        "small",
+        obs_keys=OBS[a.obs],
+        optimizer=OptimizerConfig(lr=a.lr, warmup=0),
+        **overrides(a.set),
     )
     env = make_env(a.obs, 16, a.camera, a.image)
     agent = Dreamer(config, env.observation_space, env.action_space)
@@ -247,12 +250,13 @@ def main(argv=None):
     if a.from_:
         template = jax.eval_shape(agent.init, jax.random.PRNGKey(a.seed))
         agent_state = checkpoint.restore_agent(a.from_, template)
-        print(f"Reach from {seen}, {size}, checkpoint {a.from_}")
+        print(f"Reach from {seen}, the small agent{size}, checkpoint {a.from_}")
         report(probe(agent_state, jax.random.PRNGKey(1000)), int(agent_state.step), t0)
         return
     trainer = Trainer(env, agent, tc)
     state = trainer.prefill(trainer.init(jax.random.PRNGKey(a.seed)))
-    print(f"Reach from {seen}, {size}, lr {a.lr:g}, train ratio 64, batch 16 x {a.batch_length}")
+    loop = f"lr {a.lr:g}, train ratio 64, batch 16 x {a.batch_length}"
+    print(f"Reach from {seen}, the small agent{size}, {loop}")
     t0 = time.perf_counter()
     for i in range(a.chunks + 1):
         if i:

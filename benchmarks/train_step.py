@@ -51,27 +51,14 @@ ACTION_DIM = 4
 # seconds per update (with XLA's older CPU runtime in brackets) and the target for this code.
 REFERENCE = {"size1m": (6.7, 5.8, 3.9), "size12m": (26.2, 21.6, 14.4)}
 REFERENCE_COMPILE = "25-60"
-TINY = dict(
-    deter=32,
-    hidden=8,
-    stoch=4,
-    classes=4,
-    blocks=4,
-    depth=2,
-    mults=(1, 2),
-    bspace=4,
-    units=8,
-    mlp_layers=1,
-    bins=15,
-    imag_horizon=4,
-    optimizer=OptimizerConfig(lr=1e-3, warmup=0),
-)
+# What the smoke runs (--quick) add to the micro preset: fewer layers, two-hot bins and
+# imagined steps, so that they compile in seconds.
+QUICK = dict(mlp_layers=1, bins=15, imag_horizon=4, optimizer=OptimizerConfig(lr=1e-3, warmup=0))
 
 
 def make_config(size: str, dtype: str, **overrides) -> DreamerConfig:
-    if size == "tiny":
-        return DreamerConfig(**TINY, compute_dtype=dtype, **overrides)
-    return DreamerConfig.preset(size, compute_dtype=dtype, **overrides)
+    extra = QUICK if size == "micro" else {}
+    return DreamerConfig.preset(size, compute_dtype=dtype, **extra | overrides)
 
 
 def random_batch(agent: Dreamer, rng, b: int, t: int) -> dict[str, np.ndarray]:
@@ -232,11 +219,12 @@ def main(argv=None):
     ap.add_argument("--write", action=argparse.BooleanOptionalAction, help="append to RESULTS.md")
     args = ap.parse_args(argv)
     args.write = not args.quick if args.write is None else args.write
-    loop_image, prefill = args.image, args.length
+    # The loop's replayed sequences hold the replay context and the batch length.
+    loop_image, prefill = args.image, args.length + DreamerConfig().replay_context
     if args.quick:
-        args.sizes, args.loop_size, args.repeats, args.chunks = ["tiny"], "tiny", 1, 1
+        args.sizes, args.loop_size, args.repeats, args.chunks = ["micro"], "micro", 1, 1
         args.batch, args.length, args.num_envs, args.chunk_steps = 2, 8, 2, 4
-        args.image, loop_image, prefill = 16, 16, 8
+        args.image, loop_image, prefill = 16, 16, 9
     b, t, image = args.batch, args.length, args.image
 
     print(f"device {jax.devices()[0]}, {args.dtype}, batch {b} x {t}, {image}x{image}x3 pixels")

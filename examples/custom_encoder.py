@@ -98,17 +98,9 @@ ACT = Space((2,), jnp.float32, -1.0, 1.0)
 
 def tiny_config(encoder: str) -> DreamerConfig:
     """A DreamerV3 config small enough to compile in seconds on a CPU."""
-    return DreamerConfig(
+    return DreamerConfig.preset(
+        "micro",
         encoder=encoder,
-        deter=32,
-        hidden=8,
-        stoch=4,
-        classes=4,
-        blocks=4,
-        depth=2,
-        mults=(1, 2),
-        bspace=4,
-        units=8,
         mlp_layers=1,
         bins=15,
         imag_horizon=3,

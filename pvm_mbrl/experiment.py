@@ -35,20 +35,11 @@ import numpy as np
 import pvm_mbrl
 from pvm_mbrl import envs
 from pvm_mbrl.dreamer.agent import AgentState, Dreamer
-from pvm_mbrl.dreamer.config import SIZES, DreamerConfig
+from pvm_mbrl.dreamer.config import PRESETS, DreamerConfig
 from pvm_mbrl.dreamer.optim import OptimizerConfig
 from pvm_mbrl.train import TrainConfig, Trainer
 
 CONFIG_FILE = "experiment.json"
-# Small shapes for CPU smoke runs and tests (not official DreamerV3 presets).
-SMALL_SIZES: dict[str, dict[str, Any]] = {
-    "tiny": dict(
-        deter=128, hidden=32, stoch=8, classes=8, depth=4, mults=(1, 2, 2), units=64, bspace=8
-    ),
-    "micro": dict(
-        deter=32, hidden=8, stoch=4, classes=4, blocks=4, depth=2, mults=(1, 2), bspace=4, units=8
-    ),
-}
 OBS = {"pixels": ("pixels",), "pixels+proprio": ("pixels", "proprio"), "state": ("state",)}
 
 
@@ -61,8 +52,9 @@ class Experiment:
     ``pixels+proprio`` or ``state``), ``action_repeat``, ``episode_length`` (None: the task's),
     ``shift`` (train-time visual shift preset, ``id`` for none).
     Agent: ``encoder`` (registry name), ``finetune`` / ``checkpoint`` / ``input_size`` (PVM
-    options; None: the encoder's default), ``encoder_cache``, ``pvm_lr``, ``size`` (an official
-    preset or ``tiny`` / ``micro``), ``lr`` / ``warmup`` (None: DreamerV3's), ``dtype``.
+    options; None: the encoder's default), ``encoder_cache``, ``pvm_lr``, ``size`` (a preset of
+    ``DreamerConfig.preset``: an official size, ``micro``, ``tiny`` or ``small``), ``lr`` /
+    ``warmup`` (None: DreamerV3's), ``dtype``.
     Loop: ``train_ratio``, ``num_envs``, ``batch_size``, ``batch_length``, ``replay_capacity``,
     ``prefill`` (random steps per env), ``chunk_steps``, ``fused``, ``steps`` (env steps per seed,
     over all envs), ``seeds`` (trained together, vmapped).
@@ -108,9 +100,8 @@ class Experiment:
     def __post_init__(self):
         if self.obs not in OBS:
             raise ValueError(f"obs must be one of {sorted(OBS)}, got {self.obs!r}")
-        if self.size not in SIZES and self.size not in SMALL_SIZES:
-            valid = [*SIZES, *SMALL_SIZES]
-            raise ValueError(f"size must be one of {valid}, got {self.size!r}")
+        if self.size not in PRESETS:
+            raise ValueError(f"size must be one of {list(PRESETS)}, got {self.size!r}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct and non-empty, got {self.seeds}")
         for name in ("steps", "log_every", "checkpoint_every", "video_every", "keep_checkpoints"):
@@ -166,10 +157,8 @@ class Experiment:
             lr=opt.lr if self.lr is None else self.lr,
             warmup=opt.warmup if self.warmup is None else self.warmup,
         )
-        shape = dataclasses.asdict(SIZES[self.size]) if self.size in SIZES else {}
-        shape |= SMALL_SIZES.get(self.size, {})
-        return DreamerConfig(
-            **shape,
+        return DreamerConfig.preset(
+            self.size,
             encoder=self.encoder,
             encoder_options=options,
             encoder_cache=self.encoder_cache,

@@ -10,7 +10,7 @@ from flax import nnx
 
 from pvm_mbrl.dreamer import actor_critic
 from pvm_mbrl.dreamer.agent import Dreamer
-from pvm_mbrl.dreamer.config import SIZES, DreamerConfig
+from pvm_mbrl.dreamer.config import SIZES, SMALL_SIZES, DreamerConfig
 from pvm_mbrl.dreamer.optim import OptimizerConfig
 from pvm_mbrl.envs.core import Space
 from pvm_mbrl.nn.layers import BlockLinear, linear
@@ -24,23 +24,15 @@ B, T = 3, 6
 
 
 def tiny_config(**kw):
+    """The micro preset with fewer layers, bins and imagined steps: compiles in seconds."""
     base = dict(
-        deter=32,
-        hidden=8,
-        stoch=4,
-        classes=4,
-        blocks=4,
-        depth=2,
-        mults=(1, 2),
-        bspace=4,
-        units=8,
         mlp_layers=1,
         bins=15,
         imag_horizon=4,
         replay_context=0,  # hand-made batches; replay context has its own tests
         optimizer=OptimizerConfig(lr=1e-3, warmup=0),
     )
-    return DreamerConfig(**{**base, **kw})
+    return DreamerConfig.preset("micro", **{**base, **kw})
 
 
 def make_batch(rng, obs=OBS, act=ACT, b=B, t=T):
@@ -120,8 +112,20 @@ def test_size_presets_shapes_and_abstract_update(name):
         assert metrics[key].shape == () and metrics[key].dtype == jnp.float32
 
 
+@pytest.mark.parametrize("name", list(SMALL_SIZES))
+def test_small_presets_build_an_agent(name):
+    """micro, tiny and small: every shape field they set is applied, overrides win, and each
+    builds an agent from 64 px images."""
+    config = DreamerConfig.preset(name, units=16)
+    shape = {k: v for k, v in SMALL_SIZES[name].items() if k != "units"}
+    assert {k: getattr(config, k) for k in shape} == shape and config.units == 16
+    obs = {"pixels": Space((64, 64, 3), jnp.uint8, 0, 255)}
+    state = jax.eval_shape(Dreamer(config, obs, ACT).init, jax.random.PRNGKey(0))
+    assert state.params["rssm"]["gru"]["kernel"].shape[0] == config.blocks
+
+
 def test_unknown_preset_and_bad_config():
-    with pytest.raises(ValueError, match="size12m"):
+    with pytest.raises(ValueError, match="micro, tiny, small, size1m, size12m"):
         DreamerConfig.preset("size7m")
     with pytest.raises(ValueError, match="divisible"):
         DreamerConfig(deter=100, blocks=8)

@@ -21,16 +21,13 @@ KW = dict(image_size=16, camera="front", episode_length=4, render_shadows=False)
 SHIFTS = ("id", "strong", "outer_positions", "novel_objects")
 EPISODES = 2
 SEED = 3
-TINY = dict(
-    deter=32, hidden=8, stoch=4, classes=4, blocks=4, depth=2, mults=(1, 2), bspace=4, units=8,
-    mlp_layers=1, bins=15, imag_horizon=3,
-)  # fmt: skip
+QUICK = dict(mlp_layers=1, bins=15, imag_horizon=3)  # with the micro preset: compiles fast
 
 
 @pytest.fixture(scope="module")
 def run():
     env = envs.make("Reach", num_envs=1, auto_reset=False, **KW)
-    agent = Dreamer(DreamerConfig(**TINY), env.observation_space, env.action_space)
+    agent = Dreamer(DreamerConfig.preset("micro", **QUICK), env.observation_space, env.action_space)
     states = [agent.init(jax.random.PRNGKey(i)) for i in range(2)]
     ev = evaluate.Evaluator("Reach", KW, SHIFTS, EPISODES, agent)
     floors = {}

@@ -30,16 +30,8 @@ B, T = 2, 5
 
 
 def config(finetune, cache, **kw):
-    return DreamerConfig(
-        deter=32,
-        hidden=8,
-        stoch=4,
-        classes=4,
-        blocks=4,
-        depth=2,
-        mults=(1, 2),
-        bspace=4,
-        units=8,
+    return DreamerConfig.preset(
+        "micro",
         mlp_layers=1,
         bins=15,
         imag_horizon=3,

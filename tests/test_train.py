@@ -27,9 +27,8 @@ def tiny_env(num_envs=2, pixels=True, **kw):
 
 def tiny_trainer(mesh=None, num_envs=2, pixels=True, train_ratio=16, fused=True, **loop):
     env = tiny_env(num_envs, pixels, auto_reset=False)
-    config = DreamerConfig(deter=32, hidden=8, stoch=4, classes=4, blocks=4, depth=2, mults=(1, 2),
-                           bspace=4, units=8, mlp_layers=1, bins=15, imag_horizon=3,
-                           optimizer=OptimizerConfig(lr=1e-3, warmup=0))
+    config = DreamerConfig.preset("micro", mlp_layers=1, bins=15, imag_horizon=3,
+                                  optimizer=OptimizerConfig(lr=1e-3, warmup=0))
     agent = Dreamer(config, env.observation_space, env.action_space)
     loop = TrainConfig(num_envs=num_envs, train_ratio=train_ratio, batch_size=2, batch_length=4,
                        replay_capacity=200, chunk_steps=4, prefill=14, fused=fused, **loop)
