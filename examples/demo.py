@@ -50,7 +50,7 @@ def main(argv=None) -> None:
         prefill=64,
         chunk_steps=16,
         replay_capacity=100_000,
-        fused=False,  # faster on XLA:CPU (see the README's DreamerV3 section)
+        fused=False,  # faster on XLA:CPU (see docs/performance.md)
         steps=args.steps,
         log_every=256,
         checkpoint_every=1024,
@@ -74,7 +74,7 @@ def main(argv=None) -> None:
         f"Note: {args.steps:,} env steps are far too few for the agent to learn Reach, so the "
         "returns above stay near a random policy's. This run trains an agent that learns from "
         "pixels to move to the target (return 3.6x the random policy's after about 100 minutes "
-        "on 2 CPU cores; README, 'Learning Reach from pixels'):"
+        "on 2 CPU cores; docs/dreamer.md, 'Learning Reach from pixels'):"
     )
     print("\n" + textwrap.fill(note, 100) + "\n    " + LEARNED)
 

@@ -1,4 +1,4 @@
-"""Write a PNG grid of tasks x shift presets x severities (the README's shift gallery).
+"""Write a PNG grid of tasks x shift presets x severities (the gallery in docs/environments.md).
 
 Every (preset, severity) pair is one env of a batch, so each task compiles one step that
 renders the whole grid.
