@@ -5,6 +5,7 @@ import pathlib
 import textwrap
 
 import numpy as np
+import pytest
 from examples_loader import EXAMPLES, load_example
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -42,6 +43,7 @@ def test_readme_shows_the_quickstart():
     )
 
 
+@pytest.mark.slow  # 2-6 min on 2 CPU cores (compiles): make test-slow, which CI runs
 def test_quickstart_runs_tiny(tmp_path, capsys):
     quickstart = load_example("quickstart", "quickstart_example")
     logdir = tmp_path / "run"
