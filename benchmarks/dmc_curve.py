@@ -5,13 +5,14 @@ Trains any number of seeds vmapped in one program (``Trainer(..., seeds=S)``) wi
 size12m, train ratio 512, action repeat 2, 16 envs, batch 16 x 64, 64 x 64 pixels from camera
 0, optimiser lr 4e-5 (warm-up 1,000 updates, AGC 0.3, eps 1e-20). ``--obs state`` is the
 ``dmc_proprio`` config (the suite's observation vector, same agent) against
-``dmc_proprio_scores.csv``. Deviations from the official run: a uniform random prefill of
-``--prefill`` steps per env (the official trains from the first batch), sequences of 64 steps
-that start from the zero latent (the official samples 65 with one step of replay context).
+``dmc_proprio_scores.csv``. Replay context and the online queue are on, as in the official
+code; the one deviation left is a uniform random prefill of ``--prefill`` steps per env (the
+official's untrained agent collects until its first batch).
 
-The reference files' x-axis counts environment frames: the official logger counts policy steps,
-and its scores reach 1M (vision) and 490k (proprio) with run lengths of 6e5 and 3e5 policy steps
-at action repeat 2. Here ``frames = policy steps x action repeat``. As in the reference, the
+The reference files' x-axis counts environment frames: the official logger multiplies its
+policy-step counter by the action repeat (the ``multiplier`` of ``make_logger`` in
+``dreamerv3/main.py``), and its scores reach 1M (vision) and 490k (proprio) frames at action
+repeat 2. Here ``frames = policy steps x action repeat``. As in the reference, the
 curve is the return of the training episodes (the policy samples its actions), per seed the
 mean of the episodes that end in a 10k-frame bin (centred on multiples of 10k), then mean /
 std / min / max over seeds; each bin is compared with the reference's mean +- 2 std.
@@ -161,7 +162,9 @@ def main(argv=None):
     ap.add_argument("--lr", type=float, default=4e-5)
     ap.add_argument("--warmup", type=int, default=1000)
     ap.add_argument("--chunk-steps", type=int, default=32, help="vectorised steps per chunk")
-    ap.add_argument("--prefill", type=int, default=64, help="random steps per env (>= length)")
+    ap.add_argument(
+        "--prefill", type=int, default=65, help="random steps per env (>= length + 1 of context)"
+    )
     ap.add_argument("--replay", type=int, default=1_000_000, help="replay capacity (steps)")
     ap.add_argument("--fused", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
