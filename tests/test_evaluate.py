@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from examples_loader import load_example
 
-from pvm_mbrl import envs, evaluate, evaluate_results
+from pvm_mbrl import envs, evaluate
 from pvm_mbrl.dreamer import Dreamer, DreamerConfig
+from pvm_mbrl.evaluate import results as evaluate_results
 from pvm_mbrl.experiment import Experiment
 
 KW = dict(image_size=16, camera="front", episode_length=4, render_shadows=False)

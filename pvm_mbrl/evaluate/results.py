@@ -12,7 +12,7 @@ redraws ``results.csv``, ``results.md`` and ``results.png`` from all the merged 
 - a ``results.json`` that is not JSON or not from :func:`write_json` raises, naming the file.
 
 Every file is written to a temporary file and renamed over the old one, so an interrupted
-write leaves the earlier file whole. ``pvm_mbrl.evaluate`` re-exports everything here.
+write leaves the earlier file whole. ``pvm_mbrl.evaluate`` re-exports the public names.
 """
 
 from __future__ import annotations
@@ -24,11 +24,12 @@ import json
 import math
 import os
 import pathlib
-import textwrap
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
+
+from pvm_mbrl.evaluate.targets import parse_shift
 
 METRICS = ("normalised", "return", "random_return", "success_once", "success_end")
 RESULTS_FILES = ("results.json", "results.csv", "results.md", "results.png")
@@ -295,8 +296,6 @@ def write_csv(results_by_model: Mapping[str, Results], path) -> pathlib.Path:
     of ``METRICS`` (empty cells for NaN) and the note."""
     cols = ["model", "task", "shift", "split", "preset", "seeds", "episodes", "max_return"]
     cols += [f"{m}_{s}" for m in METRICS for s in ("mean", "se")] + ["note"]
-    from pvm_mbrl.evaluate import parse_shift  # that module imports this one
-
     with _replacing(path) as tmp, tmp.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(cols)
@@ -314,72 +313,6 @@ def write_csv(results_by_model: Mapping[str, Results], path) -> pathlib.Path:
 
 def _csv(x) -> str:
     return "" if not np.isfinite(x) else repr(float(x))
-
-
-def markdown_table(
-    results_by_model: Mapping[str, Results], metric: str = "normalised", digits: int = 2
-) -> str:
-    """Models x shifts, cells ``"mean ± se"`` (the mean alone with one seed, ``n/a`` where the
-    shift does not apply, ``-`` where a model was not evaluated on it)."""
-    names = _shift_union(results_by_model)
-    lines = [
-        "| model | " + " | ".join(names) + " |",
-        "|---|" + "---|" * len(names),
-    ]
-    for model, res in results_by_model.items():
-        cells = []
-        for shift in names:
-            mean, se = _cell(res, shift, metric)
-            if shift not in res.shifts:
-                cells.append("-")
-            elif not np.isfinite(mean):
-                cells.append("n/a")
-            elif not np.isfinite(se):
-                cells.append(f"{mean:.{digits}f}")
-            else:
-                cells.append(f"{mean:.{digits}f} ± {se:.{digits}f}")
-        lines.append(f"| {model} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def bar_chart(
-    results_by_model: Mapping[str, Results], path, metric: str = "normalised", title: str = ""
-) -> pathlib.Path:
-    """Grouped bars (shifts on the x axis, one bar per model, error bars = SE) as a PNG."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    names = _shift_union(results_by_model)
-    models = list(results_by_model)
-    width = 0.8 / len(models)
-    fig = Figure(figsize=(max(6.0, 1.1 * len(names) + 2), 3.8))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    x = np.arange(len(names))
-    for m, model in enumerate(models):
-        res = results_by_model[model]
-        cells = [_cell(res, s, metric) for s in names]
-        mean = np.array([c[0] for c in cells])
-        se = np.array([c[1] for c in cells])
-        ok = np.isfinite(mean)
-        xs = x + (m - (len(models) - 1) / 2) * width
-        has_se = ok & np.isfinite(se)
-        ax.bar(xs[ok], mean[ok], width, label=model)
-        if has_se.any():
-            ax.errorbar(xs[has_se], mean[has_se], se[has_se], fmt="none", ecolor="k", capsize=3)
-        for i in np.flatnonzero(~ok):
-            label = "n/a" if names[i] in res.shifts else "-"
-            ax.text(xs[i], 0.0, label, ha="center", va="bottom", fontsize=7, rotation=90)
-    ax.set_xticks(x, names, rotation=20, ha="right")
-    ax.set_ylabel(metric.replace("_", " "))
-    ax.axhline(0.0, color="gray", lw=0.8)
-    ax.legend(fontsize=8)
-    if title:
-        ax.set_title(textwrap.fill(title, 90), fontsize=8)
-    fig.tight_layout()
-    with _replacing(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    return pathlib.Path(path)
 
 
 # ----- merging into an output directory ----------------------------------------------------------
@@ -454,42 +387,3 @@ def read_earlier(out, *, overwrite: bool = False) -> dict[str, Results]:
             "pass overwrite=True (--overwrite) to replace them"
         )
     return {}
-
-
-def caption(results_by_model: Mapping[str, Results], metric: str = "normalised") -> str:
-    """The table's and chart's caption: metric, tasks, statistics, episodes."""
-    tasks = ", ".join(sorted({r.task for r in results_by_model.values()}))
-    episodes = " or ".join(str(e) for e in sorted({r.episodes for r in results_by_model.values()}))
-    text = (
-        f"{metric.replace('_', ' ')} on {tasks}: mean ± standard error over seeds, "
-        f"{episodes} episodes per shift and seed (n/a: the task has no such split"
-    )
-    if len({r.shifts for r in results_by_model.values()}) > 1:
-        text += "; -: the model was not evaluated on that shift"
-    return text + ")"
-
-
-def write_results(
-    results_by_model: Mapping[str, Results],
-    out,
-    metric: str = "normalised",
-    *,
-    overwrite: bool = False,
-) -> dict[str, Results]:
-    """Merge ``results_by_model`` into ``out/results.json`` (rules: the module docstring) and
-    write ``results.{json,csv,md,png}`` of the merged models, which are returned. Checks come
-    first: on an error nothing is written."""
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
-    if not results_by_model:
-        raise ValueError("results_by_model is empty")
-    out = pathlib.Path(out)
-    earlier = read_earlier(out, overwrite=overwrite)
-    merged = merge_results(earlier, results_by_model, out / RESULTS_FILES[0], overwrite=overwrite)
-    write_json(merged, out / "results.json")
-    write_csv(merged, out / "results.csv")
-    text = caption(merged, metric)
-    with _replacing(out / "results.md") as tmp:
-        tmp.write_text(f"{text}\n\n{markdown_table(merged, metric)}\n")
-    bar_chart(merged, out / "results.png", metric, title=text)
-    return merged
