@@ -37,9 +37,11 @@ from pvm_mbrl import envs
 from pvm_mbrl.dreamer.agent import AgentState, Dreamer
 from pvm_mbrl.dreamer.config import PRESETS, DreamerConfig
 from pvm_mbrl.dreamer.optim import OptimizerConfig
+from pvm_mbrl.envs.core import Space
 from pvm_mbrl.train import TrainConfig, Trainer
 
 CONFIG_FILE = "experiment.json"
+SPACES_KEY = "spaces"  # the env's observation and action spaces, in experiment.json
 OBS = {"pixels": ("pixels",), "pixels+proprio": ("pixels", "proprio"), "state": ("state",)}
 
 
@@ -191,18 +193,43 @@ class Experiment:
             raise ValueError(f"unknown experiment fields {unknown}")
         return cls(**{**d, "seeds": tuple(d.get("seeds", (0,)))})
 
-    def save(self, directory: str | pathlib.Path) -> pathlib.Path:
+    def save(self, directory: str | pathlib.Path, spaces: tuple | None = None) -> pathlib.Path:
+        """Writes ``experiment.json``; with ``spaces`` (the env's ``(observation_space,
+        action_space)``) it records them too, so that :func:`load_agent` builds no env."""
         path = pathlib.Path(directory) / CONFIG_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        doc = self.to_dict()
+        if spaces is not None:
+            obs, act = spaces
+            doc[SPACES_KEY] = {
+                "observation": {k: v.to_dict() for k, v in obs.items()},
+                "action": act.to_dict(),
+            }
+        path.write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n")
         return path
 
     @classmethod
     def load(cls, directory: str | pathlib.Path) -> Experiment:
-        path = pathlib.Path(directory) / CONFIG_FILE
-        if not path.exists():
-            raise FileNotFoundError(f"no {CONFIG_FILE} in {directory} (not a run directory)")
-        return cls.from_dict(json.loads(path.read_text()))
+        doc = _read_config(directory)
+        doc.pop(SPACES_KEY, None)
+        return cls.from_dict(doc)
+
+    @staticmethod
+    def load_spaces(directory: str | pathlib.Path) -> tuple[dict[str, Space], Space] | None:
+        """The ``(observation_space, action_space)`` a run recorded (None: a run directory
+        from before they were recorded)."""
+        saved = _read_config(directory).get(SPACES_KEY)
+        if saved is None:
+            return None
+        obs = {k: Space.from_dict(v) for k, v in saved["observation"].items()}
+        return obs, Space.from_dict(saved["action"])
+
+
+def _read_config(directory: str | pathlib.Path) -> dict[str, Any]:
+    path = pathlib.Path(directory) / CONFIG_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"no {CONFIG_FILE} in {directory} (not a run directory)")
+    return json.loads(path.read_text())
 
 
 def build(exp: Experiment) -> tuple[Any, Dreamer, Trainer]:
@@ -269,7 +296,7 @@ def _run(exp, logdir, resume, resume_step, progress) -> dict[str, float]:
             step = manager.select(resume_step)
         elif resume_step is not None:
             raise FileNotFoundError(f"no checkpoint {resume_step} in {manager.directory}")
-        _, agent, trainer = build(exp)
+        env, agent, trainer = build(exp)
         state = None
         if step is not None:
             state = manager.restore(jax.eval_shape(trainer.init, seed_keys(exp)), step)
@@ -284,7 +311,7 @@ def _run(exp, logdir, resume, resume_step, progress) -> dict[str, float]:
                 )
             if not exp.save_replay:
                 state = trainer.refill(state)
-        exp.save(logdir)
+        exp.save(logdir, spaces=(env.observation_space, env.action_space))
         if state is None:
             state = trainer.prefill(trainer.init(seed_keys(exp)))
         return _train(exp, logdir, agent, trainer, state, manager, progress)
@@ -333,12 +360,16 @@ def load_agent(
     run_dir: str | pathlib.Path, step: int | None = None
 ) -> tuple[Experiment, Dreamer, list[AgentState]]:
     """The experiment, its agent and one trained ``AgentState`` per seed from a run directory
-    (the newest checkpoint, or ``step``)."""
+    (the newest checkpoint, or ``step``). The agent is built from the spaces the run recorded
+    in ``experiment.json``, without making an env."""
     from pvm_mbrl import checkpoint as ckpt
 
     exp = Experiment.load(run_dir)
-    env = exp.make_env(num_envs=1)
-    agent = Dreamer(exp.dreamer_config(), env.observation_space, env.action_space)
+    spaces = Experiment.load_spaces(run_dir)
+    if spaces is None:  # recorded since 2026-12-07; before, the env tells them
+        env = exp.make_env(num_envs=1)
+        spaces = (env.observation_space, env.action_space)
+    agent = Dreamer(exp.dreamer_config(), *spaces)
     template = jax.eval_shape(lambda k: jax.vmap(agent.init)(k), seed_keys(exp))
     stacked = ckpt.restore_agent(pathlib.Path(run_dir) / "checkpoints", template, step)
     states = [jax.tree.map(lambda x, i=i: x[i], stacked) for i in range(len(exp.seeds))]

@@ -155,6 +155,19 @@ def test_checkpoint_round_trip(killed_run, tmp_path, save_replay):
         manager.restore(jax.eval_shape(trainer.init, KEYS), step=8)
 
 
+def test_load_agent_builds_no_env(killed_run, monkeypatch):
+    """A run records its env's spaces in experiment.json: loading its agent builds no env, and
+    the agent sees the same spaces as one built from the env."""
+    logdir = killed_run[0]
+    exp = Experiment.load(logdir)
+    env = exp.make_env(num_envs=1)
+    want = ({k: v.to_dict() for k, v in env.observation_space.items()}, env.action_space)
+    monkeypatch.setattr(Experiment, "make_env", lambda *a, **k: pytest.fail("built an env"))
+    _, agent, states = load_agent(logdir)
+    assert {k: v.to_dict() for k, v in agent.obs_space.items()} == want[0]
+    assert agent.act_space.to_dict() == want[1].to_dict() and len(states) == len(exp.seeds)
+
+
 def test_seeds_train_independently(killed_run):
     _, _, state, _ = killed_run
     a, b = (jax.tree.map(lambda x, i=i: np.asarray(x[i]), state.agent.params) for i in (0, 1))

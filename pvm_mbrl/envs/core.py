@@ -65,11 +65,43 @@ class Space:
             and bool(np.all(x >= self.low) & np.all(x <= self.high))
         )
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form (bounds as numbers or nested lists, infinities as strings)."""
+        return {
+            "shape": list(self.shape),
+            "dtype": np.dtype(self.dtype).name,
+            "low": _json_bound(self.low),
+            "high": _json_bound(self.high),
+            "doc": self.doc,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Space:
+        """The space :meth:`to_dict` wrote."""
+        dtype = np.dtype(d["dtype"])
+        low, high = _bound(d["low"], dtype), _bound(d["high"], dtype)
+        return cls(tuple(d["shape"]), dtype, low, high, d.get("doc", ""))
+
     def sample(self, key: jax.Array) -> jax.Array:
         """Uniform sample (floats) or uniform integers (ints) within bounds."""
         if jnp.issubdtype(self.dtype, jnp.floating):
             return jax.random.uniform(key, self.shape, self.dtype, self.low, self.high)
         return jax.random.randint(key, self.shape, self.low, np.asarray(self.high) + 1, self.dtype)
+
+
+def _json_bound(x):
+    """A bound as JSON: a number or nested lists, non-finite values as "inf", "-inf", "nan"."""
+    a = np.asarray(x, np.float64)
+    flat = [float(v) if np.isfinite(v) else str(v) for v in a.ravel()]
+    return flat[0] if a.ndim == 0 else np.array(flat, dtype=object).reshape(a.shape).tolist()
+
+
+def _bound(x, dtype):
+    """Inverse of :func:`_json_bound`, in ``dtype``'s kind: a Python number or an array."""
+    a = np.asarray(x, dtype=object).astype(np.float64)
+    if np.issubdtype(dtype, np.integer):
+        a = a.astype(np.int64)
+    return a.item() if a.ndim == 0 else a
 
 
 def check_int(name: str, value, minimum: int = 1) -> int:
