@@ -1,6 +1,7 @@
 """DreamerV3 speed side by side with the official code (danijar/dreamerv3), in one run.
 
-Both sides on this machine, one after the other, each with every core (nothing else should run):
+Both sides on this machine, one after the other, on the cores this process may use (``taskset
+-c 1 python ...`` gives both the same one core; nothing else should run on them):
 
 1. One gradient update per size preset (``--sizes``, default size1m and size12m) on a random
    batch of ``--batch`` x ``--length`` 64x64x3 images of ``--task`` (pixels only, its action
@@ -186,9 +187,11 @@ def main(argv=None):
         f"{ours_many:.0f} (one jitted scan) | - |"
     )
     print(rows[-1])
+    cores = sorted(os.sched_getaffinity(0))
     notes = [
         f"task: {a.task} from 64x64 pixels, action repeat 2, float32, replay context 1; both "
-        "sides one after the other on an otherwise idle machine, every core each",
+        f"sides one after the other on the same {len(cores)} core(s) ({cores}; taskset picks "
+        "them), nothing else on them",
         "official: danijar/dreamerv3 in its own virtual environment (its make_agent and "
         "make_env; dm-control with MuJoCo's OpenGL renderer); ours: benchmarks/train_step.py's "
         "update and the dmc/ task in one jitted scan",
