@@ -9,9 +9,11 @@ import sys
 import pytest
 
 # Runs in a fresh interpreter: a jitted op on a 64 MiB array, 30 warm-up calls, then the minor
-# page faults per call over 5 more, and the RSS growth over those 5 (a leak would show there).
+# page faults of each of 20 more calls (their median: one late extra buffer, which XLA may keep
+# when a call overlaps the previous one's release, faults in once and is not a steady cost), and
+# the RSS growth over those 20 (a leak of one buffer per call would show there as 1.25 GiB).
 PROBE = """
-import json, resource
+import json, resource, statistics
 import pvm_mbrl
 pvm_mbrl.setup()
 import jax, jax.numpy as jnp
@@ -19,13 +21,17 @@ x = jnp.ones((4096, 4096), jnp.float32)
 f = jax.jit(lambda x: x * 2.0)
 def rss():
     return int(open("/proc/self/statm").read().split()[1]) * 4096
+def faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(30):
     jax.block_until_ready(f(x))
-r0, m0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, rss()
-for _ in range(5):
+per_call, m0 = [], rss()
+for _ in range(20):
+    r0 = faults()
     jax.block_until_ready(f(x))
-r1, m1 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, rss()
-print(json.dumps({"faults": (r1 - r0) / 5, "grew": m1 - m0, "active": pvm_mbrl.hostmem.active()}))
+    per_call.append(faults() - r0)
+print(json.dumps({"faults": statistics.median(per_call), "grew": rss() - m0,
+                  "active": pvm_mbrl.hostmem.active()}))
 """
 
 
@@ -44,7 +50,7 @@ def test_repeated_calls_reuse_host_buffers():
     assert reuse["active"] and not system["active"]
     assert system["faults"] > 8_000, system
     assert reuse["faults"] < 0.05 * system["faults"], (reuse, system)
-    assert reuse["grew"] < 64 * 2**20, reuse
+    assert reuse["grew"] <= 2 * 64 * 2**20, reuse
 
 
 def test_reuse_is_refused_once_jax_runs_or_opted_out_and_checks_the_variable(monkeypatch):
