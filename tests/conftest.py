@@ -6,11 +6,15 @@ overrides it. XLA compile time dominates CPU test runs; with the cache a second 
 skips most compiles. Delete the folder to start cold.
 """
 
+import ctypes.util
 import os
 import pathlib
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-os.environ.setdefault("MUJOCO_GL", "egl")
+# The GL oracle's context (tests/gl_oracle.py): OSMesa where installed (software, no display
+# needed), else EGL.
+os.environ.setdefault("MUJOCO_GL", "osmesa" if ctypes.util.find_library("OSMesa") else "egl")
+os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
 os.environ.setdefault(
     "PVM_MBRL_JAX_CACHE", str(pathlib.Path(__file__).resolve().parents[1] / ".cache/jax")
 )

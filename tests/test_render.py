@@ -2,6 +2,7 @@
 
 import functools
 
+import gl_oracle
 import jax
 import jax.numpy as jnp
 import mujoco
@@ -124,10 +125,7 @@ def test_depth_and_ids_match_mjx_ray(scene_nocyl):
 
 
 def test_segmentation_matches_mujoco_renderer(scene):
-    try:
-        r = mujoco.Renderer(scene.m, H, W)
-    except Exception as e:  # no EGL / GL context on this machine
-        pytest.skip(f"mujoco.Renderer could not create a GL context: {type(e).__name__}: {e}")
+    r = gl_oracle.renderer(scene.m, H, W)
     try:
         r.enable_segmentation_rendering()
         r.update_scene(scene.d, camera="cam")
@@ -300,3 +298,16 @@ def test_bad_inputs_raise(scene):
     )
     with pytest.raises(ValueError, match="unsupported"):
         render.SceneGeometry.from_model(mesh_free)
+
+
+def test_gl_oracle_fails_instead_of_skipping_when_required(monkeypatch):
+    def no_context(*args):
+        raise RuntimeError("no GL")
+
+    monkeypatch.setattr(mujoco, "Renderer", no_context)
+    monkeypatch.setenv(gl_oracle.REQUIRE, "1")
+    with pytest.raises(pytest.fail.Exception, match="libosmesa6"):
+        gl_oracle.renderer(None, 8, 8)
+    monkeypatch.delenv(gl_oracle.REQUIRE)
+    with pytest.raises(pytest.skip.Exception, match="no GL"):
+        gl_oracle.renderer(None, 8, 8)
