@@ -22,7 +22,7 @@ import mujoco
 import numpy as np
 
 import pvm_mbrl
-from pvm_mbrl.envs import render
+from pvm_mbrl import render
 from pvm_mbrl.envs.mjx import mjx
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))

@@ -36,7 +36,7 @@ def gallery(task: str, camera: str, size: int, presets, severities, seed: int = 
     """Images ``[len(presets), len(severities), H, W, 3]`` of one reset of ``task``."""
     ladder = [p for name in presets for p in shifts.ladder(name, severities)]
     env = envs.make(task, image_size=size, camera=camera, num_envs=len(ladder), auto_reset=False)
-    env = shifts.apply(env, ladder)
+    env = envs.with_shift(env, ladder)
     # Every env starts from the same episode (same key for the physics) so only the shift differs.
     keys = jax.numpy.stack([jax.random.PRNGKey(seed)] * len(ladder))
     pixels = jax.jit(env.reset)(keys).obs["pixels"]

@@ -33,11 +33,14 @@ import jax
 import numpy as np
 
 import pvm_mbrl
+from pvm_mbrl import checkpoint as ckpt
 from pvm_mbrl import envs
+from pvm_mbrl import logging as logs
 from pvm_mbrl.dreamer.agent import AgentState, Dreamer
 from pvm_mbrl.dreamer.config import PRESETS, DreamerConfig
 from pvm_mbrl.dreamer.optim import OptimizerConfig
 from pvm_mbrl.envs.core import Space
+from pvm_mbrl.rundir import RunLock
 from pvm_mbrl.train import TrainConfig, Trainer
 
 CONFIG_FILE = "experiment.json"
@@ -262,8 +265,6 @@ def run(
     instead of being overwritten. The directory is locked for the whole run
     (:class:`~pvm_mbrl.rundir.RunLock`): a second writer raises ``RunDirLocked`` at once.
     """
-    from pvm_mbrl.rundir import RunLock
-
     pvm_mbrl.setup()  # compilation cache (and host-memory reuse if JAX has not started yet)
     logdir = pathlib.Path(exp.logdir)
     if resume_step is not None and not resume:
@@ -280,8 +281,6 @@ def run(
 
 
 def _run(exp, logdir, resume, resume_step, progress) -> dict[str, float]:
-    from pvm_mbrl import checkpoint as ckpt
-
     manager = ckpt.Checkpointer(
         logdir / "checkpoints", max_to_keep=exp.keep_checkpoints, save_replay=exp.save_replay
     )
@@ -320,8 +319,6 @@ def _run(exp, logdir, resume, resume_step, progress) -> dict[str, float]:
 
 
 def _train(exp, logdir, agent, trainer, state, manager, progress) -> dict[str, float]:
-    from pvm_mbrl import logging as logs
-
     logger = logs.Logger(logdir, total_steps=exp.steps, progress=progress)
     per_seed = lambda s: int(np.max(jax.device_get(s.env_steps)))  # noqa: E731
     start = per_seed(state)
@@ -362,8 +359,6 @@ def load_agent(
     """The experiment, its agent and one trained ``AgentState`` per seed from a run directory
     (the newest checkpoint, or ``step``). The agent is built from the spaces the run recorded
     in ``experiment.json``, without making an env."""
-    from pvm_mbrl import checkpoint as ckpt
-
     exp = Experiment.load(run_dir)
     spaces = Experiment.load_spaces(run_dir)
     if spaces is None:  # recorded since 2026-12-07; before, the env tells them

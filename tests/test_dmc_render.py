@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from pvm_mbrl import envs
+from pvm_mbrl import render as render_lib
 from pvm_mbrl.envs import dmc
-from pvm_mbrl.envs import render as render_lib
 
 H = W = 64
 

@@ -111,6 +111,20 @@ def test_batching_does_not_mix_shifts(run):
     np.testing.assert_allclose(floor[:, 0], res.random_returns[:, 1], rtol=1e-5, atol=1e-5)
 
 
+def test_rollout_frames_are_what_the_first_env_saw():
+    env = envs.make("Reach", num_envs=2, auto_reset=False, shift="strong", **KW)
+    key = jax.random.PRNGKey(SEED)
+    (out,) = evaluate.make_rollout([env], EPISODES, frames=True)(None, key, True)
+    frames = np.asarray(out["frames"])
+    assert frames.shape == (KW["episode_length"], 16, 16, 3) and frames.dtype == np.uint8
+    k_reset = jax.random.split(key)[0]
+    first = env.reset(jax.vmap(jax.random.fold_in, (None, 0))(k_reset, np.arange(2)))
+    np.testing.assert_array_equal(frames[0], np.asarray(first.obs["pixels"][0]))
+    # the env moves: later frames differ from the first (the arm follows random actions)
+    assert np.abs(frames[-1].astype(int) - frames[0]).sum() > 0
+    assert "frames" not in evaluate.make_rollout([env], EPISODES)(None, key, True)[0]
+
+
 def test_random_floor_reproducible_and_cached(run):
     _, _, ev, res, floors = run
     np.testing.assert_array_equal(ev.random_floor(seed=SEED, seeds=2), res.random_returns)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from mujoco import mjx
 
-from pvm_mbrl.envs import render
+from pvm_mbrl import render
 
 # Every primitive, rotated, on a table; "cyl" is dropped for mjx.ray (it has no cylinder kernel).
 # The unused material works around mjx.ray indexing an empty mat_rgba in material-free models.

@@ -1,14 +1,16 @@
 """Visual shifts: identity at severity 0, reproducible from a key, growing with severity,
 clear errors for bad names and severities."""
 
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import mujoco
 import numpy as np
 import pytest
 
-from pvm_mbrl import shifts
-from pvm_mbrl.envs import render
+from pvm_mbrl import render, shifts
 
 XML = """<mujoco><worldbody>
   <geom name="floor" type="plane" size="2 2 .1" rgba=".5 .5 .5 1"/>
@@ -192,7 +194,7 @@ def reach_pair():
 
     plain = envs.make("Reach", image_size=32, camera="front", num_envs=4, auto_reset=False)
     ladder = [*shifts.ladder("strong", [0.0, 1.0]), "distractors@1", "dcs-0.5-dynamic"]
-    shifted = shifts.apply(plain, ladder)
+    shifted = envs.with_shift(plain, ladder)
     actions = jax.random.uniform(jax.random.key(7), (6, 4, 4), minval=-1, maxval=1)
 
     def run(env):
@@ -224,6 +226,33 @@ def test_make_takes_a_shift_and_checks_it():
     with pytest.raises(ValueError, match="valid presets"):
         envs.make("Reach", image_size=16, shift="sunny")
     with pytest.raises(ValueError, match="multiple of 3"):
-        shifts.apply(envs.make("Reach", image_size=16, num_envs=4), ["id", "weak", "strong"])
+        envs.with_shift(envs.make("Reach", image_size=16, num_envs=4), ["id", "weak", "strong"])
     with pytest.raises(ValueError, match="need a rendering env"):
         envs.make("Reach", obs_mode="state", render=False, shift="weak")
+
+    class Unrendered(envs.Env):  # an env without the rendering layer
+        reset = advance = observe = action_space = observation_space = None
+
+    with pytest.raises(TypeError, match="not a RenderedEnv"):
+        envs.with_shift(envs.ActionRepeat(Unrendered(), 1), "weak")
+
+
+def test_with_shift_returns_a_copy_and_id_is_the_default_look():
+    from pvm_mbrl import envs
+
+    plain = envs.make("Reach", image_size=16, num_envs=2, auto_reset=False)
+    shifted = envs.with_shift(plain, ["id", "fog@0.5"])
+    assert plain.unwrapped.shift is None  # the original env is left as it was
+    assert shifted.unwrapped.shift.names == ("id", "fog@0.5")
+    assert shifted.num_envs == plain.num_envs == 2 and shifted.unwrapped is not plain.unwrapped
+    # None and "id" mean one thing: the default look, drawn without the shift pipeline
+    assert envs.make("Reach", image_size=16, shift="id").unwrapped.shift is None
+
+
+def test_render_and_shifts_do_not_import_envs():
+    code = (
+        "import sys, pvm_mbrl.render, pvm_mbrl.shifts; "
+        "print(sorted(m for m in sys.modules if m.startswith('pvm_mbrl.envs')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

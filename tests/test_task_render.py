@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 from mujoco import mjx
 
-from pvm_mbrl import envs
-from pvm_mbrl.envs import render
+from pvm_mbrl import envs, render
 
 H = W = 48
 

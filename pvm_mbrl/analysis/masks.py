@@ -1,6 +1,6 @@
 """Ground-truth object masks of the manipulation tasks from the renderer's segmentation.
 
-The ray caster (:mod:`pvm_mbrl.envs.render`) returns, next to the image, the MuJoCo geom id seen
+The ray caster (:mod:`pvm_mbrl.render`) returns, next to the image, the MuJoCo geom id seen
 by every pixel (-1 for sky). :func:`render_output` renders an env state with
 ``ManipulationEnv.render_output``, the call behind its observation (same camera, scene
 parameters ``info["scene"]`` and, for a shifted env, the shift in ``info["shift"]``: camera
@@ -23,8 +23,8 @@ import jax.numpy as jnp
 import mujoco
 import numpy as np
 
+from pvm_mbrl import render as render_lib
 from pvm_mbrl.envs import core
-from pvm_mbrl.envs import render as render_lib
 from pvm_mbrl.envs.visible import rendering_task
 
 

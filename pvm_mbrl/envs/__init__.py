@@ -5,14 +5,19 @@
     state = env.reset(jax.random.PRNGKey(0))
     state = env.step(state, actions)                     # actions [16, 4] in [-1, 1]
 
-``envs.render`` (the ray caster) is imported on first use. ``envs.visibility`` counts the
-pixels each named body covers in a task's camera (``envs.visible``).
+Tasks: ``envs.manipulation`` (the table-top scene) and ``envs.dmc`` (the Control Suite), drawn
+by their rendering layer ``envs.rendered`` with ``pvm_mbrl.render`` under ``pvm_mbrl.shifts``.
+``envs.visibility`` counts the pixels each named body covers in a task's camera
+(``envs.visible``). ``envs.brax_adapter`` (imported on first use: it needs brax) runs a task
+under brax's training code.
 """
 
 import importlib
 
+from pvm_mbrl.envs import dmc, manipulation
 from pvm_mbrl.envs.core import Env, Space, State, checked_step, validate_action
 from pvm_mbrl.envs.registry import make, register, registered
+from pvm_mbrl.envs.rendered import with_shift
 from pvm_mbrl.envs.visible import Visible, visibility
 from pvm_mbrl.envs.wrappers import (
     ActionRepeat,
@@ -36,16 +41,19 @@ __all__ = [
     "Visible",
     "Wrapper",
     "checked_step",
+    "dmc",
     "make",
+    "manipulation",
     "register",
     "registered",
     "rollout",
     "validate_action",
     "visibility",
+    "with_shift",
 ]
 
 
 def __getattr__(name):
-    if name in ("render", "manipulation", "brax_adapter"):
+    if name == "brax_adapter":
         return importlib.import_module(f"pvm_mbrl.envs.{name}")
     raise AttributeError(f"module 'pvm_mbrl.envs' has no attribute {name!r}")

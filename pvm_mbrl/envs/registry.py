@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pvm_mbrl.envs import core, wrappers
+from pvm_mbrl.envs import core, dmc, wrappers
+from pvm_mbrl.envs.manipulation import PickCube, PickObject, Push, Reach
+from pvm_mbrl.envs.rendered import with_shift
 
 _REGISTRY: dict[str, Callable[..., core.Env]] = {}
 
@@ -16,7 +18,6 @@ def register(name: str, factory: Callable[..., core.Env]) -> None:
 
 def registered() -> tuple[str, ...]:
     """Names of the registered tasks, sorted."""
-    _register_builtin()
     return tuple(sorted(_REGISTRY))
 
 
@@ -45,10 +46,10 @@ def make(
     ``camera=None`` is the task's default camera (``"wrist"``; camera 0 for ``dmc/``).
     ``num_envs=None`` leaves out ``BatchEnv``; ``auto_reset=False`` leaves out ``AutoReset``.
     ``render=False`` (only with ``obs_mode="state"``) skips the renderer for physics speed.
-    ``shift`` renders under a visual shift preset, or one preset per env (see ``shifts.apply``).
+    ``shift`` renders under a visual shift preset, or one preset per env (``envs.with_shift``);
+    ``None`` and ``"id"`` both mean the default look.
     Other keyword arguments go to the task (e.g. ``substeps``, ``impl``).
     """
-    _register_builtin()
     if name not in _REGISTRY:
         raise ValueError(f"unknown env {name!r}; registered: {', '.join(registered())}")
     action_repeat = core.check_int("action_repeat", action_repeat)
@@ -77,19 +78,15 @@ def make(
     if auto_reset:
         env = wrappers.AutoReset(env)
     if shift is not None:
-        from pvm_mbrl import shifts
-
-        env = shifts.apply(env, shift)
+        env = with_shift(env, shift)
     return env
 
 
 def _register_builtin() -> None:
-    if _REGISTRY.keys() >= {"Reach", "Push", "PickCube", "PickObject", "dmc/cartpole_swingup"}:
-        return
-    from pvm_mbrl.envs import dmc
-    from pvm_mbrl.envs.manipulation import PickCube, PickObject, Push, Reach
-
     for cls in (Reach, Push, PickCube, PickObject):
-        _REGISTRY.setdefault(cls.__name__, cls)
+        register(cls.__name__, cls)
     for task in dmc.TASKS:
-        _REGISTRY.setdefault(f"dmc/{task}", dmc.factory(task))
+        register(f"dmc/{task}", dmc.factory(task))
+
+
+_register_builtin()

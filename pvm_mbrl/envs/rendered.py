@@ -1,19 +1,32 @@
-"""``RenderedEnv``: what every env that draws its pixels with ``envs.render`` shares.
+"""The rendering layer of the tasks: ``RenderedEnv`` and :func:`with_shift`.
 
-It keeps the static ``SceneGeometry`` and ``shifts.SceneRoles`` of the model, samples each
-env's shift state at reset and renders the camera's view with the episode's ``SceneParams``
-(``state.info["scene"]``) and, under a visual shift, ``state.info["shift"]``. A subclass sets
-``_mj_model``, ``_camera_id``, ``image_size``, ``render`` and ``render_shadows`` before calling
-:meth:`set_shift`, and says which geoms play which part in :meth:`_scene_roles`.
+A task is physics plus the roles of its scene's parts (:meth:`RenderedEnv._scene_roles`);
+``RenderedEnv`` owns the rest of what reaches the pixels: the camera, the image size, the
+static ``render.SceneGeometry``, the episode's ``render.SceneParams`` (``state.info["scene"]``)
+and the visual shift (``state.info["shift"]``, sampled at reset, advanced every control step).
+A subclass sets ``_mj_model``, ``_camera_id``, ``image_size``, ``render`` and
+``render_shadows``, then calls :meth:`RenderedEnv._use_shift` once in its constructor.
+
+A shift is chosen in one way: ``envs.make(..., shift=...)``, or :func:`with_shift` for a shifted
+copy of an env that exists. Nothing changes an env in place. Env ``i`` of a ``BatchEnv`` takes
+preset ``i % len(presets)``, ``i`` being its position on ``BatchEnv``'s vmap axis.
+
+Imports run one way: ``render`` <- ``shifts`` <- ``envs``.
 """
 
 from __future__ import annotations
 
 import abc
+import copy
+from collections.abc import Sequence
 
 import jax
+import jax.numpy as jnp
 
+from pvm_mbrl import render as render_lib
+from pvm_mbrl import shifts
 from pvm_mbrl.envs import core
+from pvm_mbrl.envs.wrappers import ENV_AXIS
 
 
 def check_render_args(obs_mode: str, modes: tuple[str, ...], render, image_size) -> bool:
@@ -34,21 +47,20 @@ class RenderedEnv(core.Env):
 
     distractor_group = 2  # model geom group of the distractor geoms (drawn only under a shift)
 
-    def set_shift(self, shift) -> None:
+    def _use_shift(self, shift) -> None:
         """Render under ``shift`` (a preset name, list of presets or ``shifts.ShiftBatch``;
-        ``None`` for none). Changes this object: use ``shifts.apply`` for a shifted copy."""
-        from pvm_mbrl import shifts
-
+        ``None`` or ``"id"`` for the default look). Only for the constructor (with ``None``) and
+        :func:`with_shift`'s copy."""
         if shift is not None and not isinstance(shift, shifts.ShiftBatch):
             shift = shifts.batch(shift)
+        if shift is not None and not shift.spec.families:
+            shift = None  # "id" (every env unshifted) is the default look
         if shift is not None and not self.render:
             raise ValueError("visual shifts need a rendering env (obs_mode with pixels)")
         self.shift = shift
         if not self.render:
             self._geometry = None
             return
-        from pvm_mbrl.envs import render as render_lib
-
         # Distractors are drawn only when a shift can show them.
         with_distractors = shift is not None and "distractors" in shift.spec.families
         groups = tuple(g for g in (0, 1, 2) if g != self.distractor_group)
@@ -63,8 +75,6 @@ class RenderedEnv(core.Env):
     def scene_params(self, key: jax.Array):
         """Visual properties of one episode (default look). A visual-shift module overrides it."""
         del key
-        from pvm_mbrl.envs import render as render_lib
-
         return render_lib.SceneParams.default(self._geometry, self._camera_id)
 
     def _render_info(self, key: jax.Array, info: dict) -> dict:
@@ -79,16 +89,10 @@ class RenderedEnv(core.Env):
         """``info`` with the shift state moved on by one control step."""
         if self.shift is None:
             return info
-        from pvm_mbrl import shifts
-
         return {**info, "shift": shifts.advance(self.shift.spec, info["shift"])}
 
     def _sample_shift(self, key):
-        import jax.numpy as jnp
-
-        from pvm_mbrl import shifts
-
-        row = shifts.env_index() % len(self.shift.names)
+        row = env_index() % len(self.shift.names)
         sev, drift = jnp.asarray(self.shift.severity), jnp.asarray(self.shift.drift)
         return shifts.sample(self.shift.spec, key, sev[row], drift[row])
 
@@ -98,11 +102,8 @@ class RenderedEnv(core.Env):
         return self.render_output(data, info).rgb
 
     def render_output(self, data, info):
-        """The ``envs.render.RenderOutput`` (rgb, depth, segmentation) behind
+        """The ``pvm_mbrl.render.RenderOutput`` (rgb, depth, segmentation) behind
         :meth:`render_pixels`: the same camera, scene parameters and shift."""
-        from pvm_mbrl import shifts
-        from pvm_mbrl.envs import render as render_lib
-
         i = self._camera_id
         args = (
             data.geom_xpos,
@@ -122,3 +123,45 @@ class RenderedEnv(core.Env):
             *args,
             **size,
         )
+
+
+def env_index() -> jax.Array | int:
+    """Index of the current env on ``BatchEnv``'s vmap axis, or 0 outside a batch."""
+    try:
+        return jax.lax.axis_index(ENV_AXIS)
+    except NameError:
+        return 0
+
+
+def with_shift(
+    env, presets: str | shifts.Preset | Sequence[str | shifts.Preset] | shifts.ShiftBatch
+):
+    """A copy of ``env`` (its wrappers and task) whose task renders under ``presets``.
+
+    One preset applies to every env; a list gives env ``i`` of a batch the preset
+    ``i % len(presets)``, so one compiled step evaluates a whole ladder. The batch size must be
+    a multiple of the number of presets. ``env`` itself is left unchanged.
+    """
+    shift = presets if isinstance(presets, shifts.ShiftBatch) else shifts.batch(presets)
+    chain = []
+    inner = env
+    while hasattr(inner, "env"):
+        chain.append(inner)
+        inner = inner.env
+    if not isinstance(inner, RenderedEnv):
+        raise TypeError(
+            f"{type(inner).__name__} does not support visual shifts (not a RenderedEnv)"
+        )
+    num_envs = next((w.num_envs for w in chain if hasattr(w, "num_envs")), 1)
+    n = len(shift.names)
+    if num_envs % n:
+        raise ValueError(
+            f"{n} presets cannot be spread over {num_envs} envs: num_envs must be a multiple of {n}"
+        )
+    out = copy.copy(inner)
+    out._use_shift(shift)
+    for wrapper in reversed(chain):
+        wrapper = copy.copy(wrapper)
+        wrapper.env = out
+        out = wrapper
+    return out

@@ -23,6 +23,7 @@ import mujoco
 import numpy as np
 
 from pvm_mbrl.envs import core
+from pvm_mbrl.envs.manipulation.base import ManipulationEnv
 
 OBJECT = "object"
 
@@ -57,8 +58,6 @@ def body_geom_ids(model: mujoco.MjModel, body: str) -> np.ndarray:
 def rendering_task(env):
     """The ``ManipulationEnv`` inside ``env`` (a task or a wrapper of one); raises unless it
     renders."""
-    from pvm_mbrl.envs.manipulation.base import ManipulationEnv
-
     task = env.unwrapped if isinstance(env, core.Env) else env
     if not isinstance(task, ManipulationEnv):
         raise TypeError(

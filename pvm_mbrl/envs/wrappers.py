@@ -132,7 +132,7 @@ class BatchEnv(Wrapper):
     """``num_envs`` envs stepped with ``jax.vmap``; every field gains a leading batch axis.
 
     ``reset(key)`` splits one key into ``num_envs`` keys, or takes a batch of keys directly.
-    The vmap axis is named ``"env"`` so an env can read its index (``shifts.env_index``).
+    The vmap axis is named ``"env"`` so an env can read its index (``envs.rendered.env_index``).
     A concrete action with NaN or inf raises ``ValueError`` naming the env, before the vmap.
     """
 

@@ -11,7 +11,7 @@ evaluate.write_results({"dinov2 partial": res}, "out")  # out/results.{json,csv,
 Shift names: a visual preset (anything ``shifts.get`` knows: ``id``, ``texture``, ``weak``,
 ``strong``, ``fog@0.5``, ...), a task split (``novel_objects``, ``outer_positions``), or a split
 and a preset joined by "+" (``outer_positions+strong``). Every name becomes ``episodes`` envs;
-the names of one split share one batched env (``shifts.apply``: env ``i`` renders preset
+the names of one split share one batched env (``envs.with_shift``: env ``i`` renders preset
 ``i % n``), and the rollouts of all splits run in one ``lax.scan`` under one ``jit`` with the
 policy in ``mode="eval"``. Each env plays exactly one episode (``auto_reset=False``) of the
 env's episode length; per env we keep the return, ``success_once`` (solved at any step) and

@@ -10,15 +10,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from pvm_mbrl import envs
+from pvm_mbrl.dreamer import AgentState
 from pvm_mbrl.evaluate.results import Results, _json, _unjson, floor_key
 from pvm_mbrl.evaluate.targets import DEFAULT_SHIFTS, _check_inputs, _variants, max_return
 
 # ----- the compiled rollout ----------------------------------------------------------------------
 
 
-def make_rollout(env_list: Sequence, episodes: int, agent=None):
+def make_rollout(env_list: Sequence, episodes: int, agent=None, *, frames: bool = False):
     """One jitted ``run(agent_state, key, random) -> [per env: {"return", "success_once",
     "success_end"}]`` that rolls out every batched env of ``env_list`` for one episode.
+
+    ``frames=True`` adds ``"frames"`` to each env's dict: uint8 ``[T, H, W, 3]``, what the first
+    env of the batch saw at each of the ``T`` steps (rendered for the random policy too).
 
     Each env must be batched (``num_envs`` a multiple of ``episodes``) without auto-reset; env
     ``i`` of a batch of ``n x episodes`` plays episode ``i // n``, whose reset key is
@@ -106,6 +110,11 @@ def make_rollout(env_list: Sequence, episodes: int, agent=None):
                     return jax.vmap(policy, (None, 0, 0, 0))(agent_state, carry, obs, keys)
 
                 actions, carry = jax.lax.cond(random, uniform, learned, carry)
+            seen_first = None
+            if frames:
+                seen_first = [
+                    env.observe(s).obs["pixels"][0] for env, s in zip(env_list, env_states)
+                ]
             parts = jnp.split(actions, offsets)
             env_states = [env.advance(s, a) for env, s, a in zip(env_list, env_states, parts)]
             reward = jnp.concatenate([s.reward for s in env_states]).astype(jnp.float32)
@@ -122,7 +131,7 @@ def make_rollout(env_list: Sequence, episodes: int, agent=None):
                 "success_end": jnp.where(alive, success, acc["success_end"]),
                 "alive": alive & ~done,
             }
-            return (env_states, carry, acc), None
+            return (env_states, carry, acc), seen_first
 
         zeros = jnp.zeros((total,), jnp.float32)
         acc = {
@@ -132,12 +141,15 @@ def make_rollout(env_list: Sequence, episodes: int, agent=None):
             "alive": jnp.ones((total,), bool),
         }
         carry = agent.initial_carry(total) if agent is not None else None
-        (_, _, acc), _ = jax.lax.scan(body, (states, carry, acc), jnp.arange(steps))
+        (_, _, acc), seen = jax.lax.scan(body, (states, carry, acc), jnp.arange(steps))
         del acc["alive"]
-        return [
+        out = [
             {k: v[lo:hi] for k, v in acc.items()}
             for lo, hi in zip([0, *offsets], [*offsets, total])
         ]
+        for i, frames_i in enumerate(seen or []):
+            out[i]["frames"] = frames_i
+        return out
 
     return jax.jit(run)
 
@@ -220,8 +232,6 @@ class Evaluator:
     def evaluate(self, states, seed: int = 0, floors: dict[str, list] | None = None) -> Results:
         """:class:`Results` of the agent with each state of ``states`` (seed ``k``: key
         ``PRNGKey(seed + k)``), with the random floor on the same episodes."""
-        from pvm_mbrl.dreamer import AgentState
-
         if self.agent is None:
             raise ValueError("this Evaluator has no agent (built with agent=None)")
         states = [states] if isinstance(states, AgentState) else list(states)

@@ -109,8 +109,8 @@ def _variants(task, env_kwargs, names, episodes, *, strict):
             for name, preset in items:
                 if preset != "id":
                     notes[name] = f"{preset!r} not rendered: the env has no pixel observation"
-        elif presets != ("id",):
-            env = shifts_lib.apply(env, list(presets))
+        else:
+            env = envs.with_shift(env, list(presets))
         variants.append(_Variant(split, tuple(i[0] for i in items), presets, env))
     if not variants:
         raise ValueError(f"none of the shifts {names} applies to {task}: {notes}")

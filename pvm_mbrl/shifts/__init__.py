@@ -1,15 +1,18 @@
 """Visual shifts at graded severities, applied on device inside the compiled env step.
 
     from pvm_mbrl import envs, shifts
-    env = envs.make("PickCube", shift="strong")              # or shifts.apply(env, "strong")
-    env = shifts.apply(env, shifts.ladder("fog", [0, 0.25, 0.5, 1.0]))  # one preset per env
+    env = envs.make("PickCube", num_envs=4, shift="strong")
+    env = envs.with_shift(env, shifts.ladder("fog", [0, 0.25, 0.5, 1.0]))  # one preset per env
+
+This package knows nothing of envs (it imports only ``pvm_mbrl.render``); ``envs`` puts a
+shift on an env (``envs.make(shift=...)``, ``envs.with_shift``) and calls :func:`sample`,
+:func:`advance` and :func:`render_shifted` from its rendering layer (``envs.rendered``).
 
 Scene families edit the renderer's ``SceneParams`` before rendering (textures, colours, light,
 night, fog, camera, background, distractors); image families edit the rendered pixels (colour
 jitter, sensor noise, blur, rain, occluders, random convolution). See ``presets`` for names.
 """
 
-from pvm_mbrl.shifts.apply import apply, env_index
 from pvm_mbrl.shifts.families import (
     FAMILIES,
     Family,
@@ -45,12 +48,10 @@ __all__ = [
     "ShiftSpec",
     "ShiftState",
     "advance",
-    "apply",
     "apply_image",
     "apply_scene",
     "batch",
     "compose",
-    "env_index",
     "get",
     "ladder",
     "render_shifted",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from pvm_mbrl.envs import render as rendering
+from pvm_mbrl import render as rendering
 from pvm_mbrl.shifts.families import ShiftSpec, ShiftState, apply_image, apply_scene
 from pvm_mbrl.shifts.scene import SceneContext, SceneRoles
 

@@ -14,8 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from pvm_mbrl.envs.render import SceneParams, axis_angle_to_mat
-from pvm_mbrl.envs.render.params import TEXTURE_CHECKER, TEXTURE_WOOD
+from pvm_mbrl.render import SceneParams, axis_angle_to_mat
+from pvm_mbrl.render.params import TEXTURE_CHECKER, TEXTURE_WOOD
 from pvm_mbrl.shifts.colour import shift_hsv
 
 MAX_DISTRACTORS = 8  # the distractors family draws for at most this many geoms

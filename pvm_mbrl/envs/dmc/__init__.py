@@ -1,4 +1,4 @@
-"""The DeepMind Control Suite's tasks as MJX envs rendered by ``envs.render`` (DMC-Vision).
+"""The DeepMind Control Suite's tasks as MJX envs rendered by ``pvm_mbrl.render`` (DMC-Vision).
 
     env = envs.make("dmc/cartpole_swingup", action_repeat=2, num_envs=16)   # 64 px, camera 0
 
@@ -11,18 +11,28 @@ changed for MJX. ``TASKS`` maps every registered name to its domain class and ar
 
 from __future__ import annotations
 
-import importlib
+from pvm_mbrl.envs.dmc import (
+    acrobot,
+    ball_in_cup,
+    cartpole,
+    cheetah,
+    finger,
+    hopper,
+    pendulum,
+    reacher,
+    walker,
+)
 
 _DOMAINS = {
-    "acrobot": "Acrobot",
-    "ball_in_cup": "BallInCup",
-    "cartpole": "Cartpole",
-    "cheetah": "Cheetah",
-    "finger": "Finger",
-    "hopper": "Hopper",
-    "pendulum": "Pendulum",
-    "reacher": "Reacher",
-    "walker": "Walker",
+    "acrobot": acrobot.Acrobot,
+    "ball_in_cup": ball_in_cup.BallInCup,
+    "cartpole": cartpole.Cartpole,
+    "cheetah": cheetah.Cheetah,
+    "finger": finger.Finger,
+    "hopper": hopper.Hopper,
+    "pendulum": pendulum.Pendulum,
+    "reacher": reacher.Reacher,
+    "walker": walker.Walker,
 }
 
 TASKS: dict[str, tuple[str, dict]] = {
@@ -53,8 +63,7 @@ def make_task(task: str, **kwargs):
     if task not in TASKS:
         raise ValueError(f"unknown dmc task {task!r}; valid: {', '.join(sorted(TASKS))}")
     domain, task_kwargs = TASKS[task]
-    module = importlib.import_module(f"pvm_mbrl.envs.dmc.{domain}")
-    env = getattr(module, _DOMAINS[domain])(**task_kwargs, **kwargs)
+    env = _DOMAINS[domain](**task_kwargs, **kwargs)
     env.task_name = task
     return env
 

@@ -1,4 +1,4 @@
-"""``DMCEnv``: a Control Suite task as an MJX env rendered by ``envs.render``.
+"""``DMCEnv``: a Control Suite task as an MJX env rendered by ``pvm_mbrl.render``.
 
 The model is the suite's own MJCF, read from the installed ``dm-control`` package
 (``dm_control/suite/<domain>.xml`` and its ``common/`` includes) and changed only where MJX needs it
@@ -34,6 +34,8 @@ import jax.numpy as jnp
 import mujoco
 import numpy as np
 
+from pvm_mbrl import render as render_lib
+from pvm_mbrl import shifts
 from pvm_mbrl.envs import core
 from pvm_mbrl.envs.mjx import mjx
 from pvm_mbrl.envs.rendered import RenderedEnv, check_render_args
@@ -120,7 +122,6 @@ class DMCEnv(RenderedEnv):
       render_shadows: shadow rays in the renderer.
       split: only "train" (the suite has no held-out split).
       impl: MJX implementation passed to ``mjx.put_model``.
-      shift: visual shift preset(s) (see ``pvm_mbrl.shifts``).
     """
 
     domain: str = ""
@@ -145,7 +146,6 @@ class DMCEnv(RenderedEnv):
         render_shadows: bool = True,
         split: str = "train",
         impl: str = "jax",
-        shift=None,
     ):
         render = check_render_args(obs_mode, OBS_MODES, render, image_size)
         if split != "train":
@@ -169,8 +169,7 @@ class DMCEnv(RenderedEnv):
         self._ctrl_high = jnp.asarray(m.actuator_ctrlrange[:, 1], jnp.float32)
         self._geometry = None
         self._look = suite_look()
-        self.shift = None
-        self.set_shift(shift)
+        self._use_shift(None)  # envs.make(shift=...) / envs.with_shift give a shifted copy
         self._obs_size = None
 
     # ----- hooks -----------------------------------------------------------------------------
@@ -274,8 +273,6 @@ class DMCEnv(RenderedEnv):
     def scene_params(self, key: jax.Array):
         """The default look with the suite's grid floor (a checker of its two colours, 0.5 m
         squares as its 2 x 2 checker texture repeated once per metre) and its gradient sky."""
-        from pvm_mbrl.envs import render as render_lib
-
         p = super().scene_params(key)
         look, m = self._look, self._mj_model
         grid = [
@@ -302,17 +299,12 @@ class DMCEnv(RenderedEnv):
     def _scene_roles(self, geom):
         """The floor plays the table's part (the surface the task happens on: the ``texture``
         preset's dark wood and ``surface_texture`` re-texture it)."""
-        from pvm_mbrl import shifts
-
-        def drawn(names):
-            return np.array([geom.index(n) for n in names if n in geom.geom_names], np.int32)
-
         return shifts.SceneRoles(
-            table=drawn(self.floor_geoms),
+            table=geom.drawn(self.floor_geoms),
             floor=np.zeros(0, np.int32),
-            objects=drawn(self.object_geoms),
-            robot=drawn(self.robot_geoms),
-            distractors=drawn([f"distractor{i}_geom" for i in range(NUM_DISTRACTORS)]),
+            objects=geom.drawn(self.object_geoms),
+            robot=geom.drawn(self.robot_geoms),
+            distractors=geom.drawn([f"distractor{i}_geom" for i in range(NUM_DISTRACTORS)]),
             distractor_low=self.distractor_low,
             distractor_high=self.distractor_high,
             distractor_park=(0.0, 0.0, -20.0),

@@ -13,13 +13,14 @@ by 0.01-0.02, far below the unit scale the agent's ``symlog`` inputs and squared
 are built for: measured with ``benchmarks/reach_probe.py`` (tiny agent, lr 3e-4), the same
 agent stays target-blind for 2,000 updates on metres and reaches after about 1,000 on
 decimetres. ``pixels`` uint8 [H, W, 3] from the
-``wrist`` or ``front`` camera, rendered by ``envs.render`` with the per-env ``SceneParams`` kept
+``wrist`` or ``front`` camera, rendered by ``pvm_mbrl.render`` with the per-env ``SceneParams`` kept
 in ``state.info["scene"]``.
 
-Visual shifts (``shift=`` or ``shifts.apply``): the env's ``shifts.ShiftBatch`` is static; each
-env's severities, per-episode draws and step count (``shifts.ShiftState``) are traced in
-``state.info["shift"]``, sampled at reset (env ``i`` of a ``BatchEnv`` takes preset
-``i % len(presets)``) and advanced every control step; shifts change only what is drawn.
+Visual shifts (``envs.make(shift=...)`` or ``envs.with_shift``): the env's
+``shifts.ShiftBatch`` is static; each env's severities, per-episode draws and step count
+(``shifts.ShiftState``) are traced in ``state.info["shift"]``, sampled at reset (env ``i`` of a
+``BatchEnv`` takes preset ``i % len(presets)``) and advanced every control step; shifts change
+only what is drawn.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import jax.numpy as jnp
 import mujoco
 import numpy as np
 
+from pvm_mbrl import shifts
 from pvm_mbrl.envs import core
 from pvm_mbrl.envs.manipulation import scene
 from pvm_mbrl.envs.mjx import mjx
@@ -64,7 +66,6 @@ class ManipulationEnv(RenderedEnv):
         task's ``default_episode_length``.
       substeps: physics steps per control step.
       impl: MJX implementation passed to ``mjx.put_model`` ("jax"; "warp" where installed).
-      shift: visual shift preset(s) (see ``pvm_mbrl.shifts``); ``None`` renders the default look.
     """
 
     task_state_size = 0
@@ -86,7 +87,6 @@ class ManipulationEnv(RenderedEnv):
         substeps: int = 8,
         impl: str = "jax",
         max_contact_points: int | None = None,
-        shift=None,
     ):
         render = check_render_args(obs_mode, OBS_MODES, render, image_size)
         substeps = core.check_int("substeps", substeps)
@@ -122,22 +122,16 @@ class ManipulationEnv(RenderedEnv):
         self._ctrl_low = jnp.asarray(m.actuator_ctrlrange[:, 0], jnp.float32)
         self._ctrl_high = jnp.asarray(m.actuator_ctrlrange[:, 1], jnp.float32)
         self._geometry = None
-        self.shift = None
-        self.set_shift(shift)
+        self._use_shift(None)  # envs.make(shift=...) / envs.with_shift give a shifted copy
 
     def _scene_roles(self, geom):
-        from pvm_mbrl import shifts
-
-        def drawn(names):
-            return np.array([geom.index(n) for n in names if n in geom.geom_names], np.int32)
-
         half = scene.TABLE_HALF
         return shifts.SceneRoles(
-            table=drawn(["table"]),
-            floor=drawn(["floor"]),
-            objects=drawn([f"{o.name}_geom" for o in self.objects]),
-            robot=drawn(["palm", "wrist", "finger_left_geom", "finger_right_geom"]),
-            distractors=drawn([f"distractor{i}_geom" for i in range(scene.NUM_DISTRACTORS)]),
+            table=geom.drawn(["table"]),
+            floor=geom.drawn(["floor"]),
+            objects=geom.drawn([f"{o.name}_geom" for o in self.objects]),
+            robot=geom.drawn(["palm", "wrist", "finger_left_geom", "finger_right_geom"]),
+            distractors=geom.drawn([f"distractor{i}_geom" for i in range(scene.NUM_DISTRACTORS)]),
             distractor_low=(-0.7 * half[0], -0.7 * half[1], scene.DISTRACTOR_SIZE),
             distractor_high=(0.7 * half[0], 0.7 * half[1], scene.DISTRACTOR_SIZE),
             distractor_park=(0.0, 0.0, -scene.TABLE_HEIGHT - 1.0),

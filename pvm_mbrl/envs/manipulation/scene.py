@@ -1,6 +1,6 @@
 """MJCF builder for the shared table-top scene.
 
-The scene is built from primitive geoms only (no meshes) so the ray caster in ``envs.render``
+The scene is built from primitive geoms only (no meshes) so the ray caster in ``pvm_mbrl.render``
 can draw every geom analytically. Layout (metres, z up, table top at z = 0):
 
 - a floor plane (visual) at ``z = -TABLE_HEIGHT`` and a table box (visual) below the top;

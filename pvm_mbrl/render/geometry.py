@@ -109,6 +109,10 @@ class SceneGeometry:
             raise ValueError(f"geom id {geom} is not drawn (groups / alpha filter)")
         return i
 
+    def drawn(self, names) -> np.ndarray:
+        """int32 drawn indices of the geoms ``names`` that are drawn (the others are left out)."""
+        return np.array([self.index(n) for n in names if n in self.geom_names], np.int32)
+
     @classmethod
     def from_model(
         cls,

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from pvm_mbrl.envs.render.geometry import SceneGeometry
+from pvm_mbrl.render.geometry import SceneGeometry
 
 TEXTURE_NONE, TEXTURE_CHECKER, TEXTURE_STRIPES, TEXTURE_NOISE, TEXTURE_WOOD = range(5)
 TEXTURES = {"none": 0, "checker": 1, "stripes": 2, "noise": 3, "wood": 4}

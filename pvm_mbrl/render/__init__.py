@@ -10,14 +10,14 @@ primitives with traced colours, textures, lights, fog and camera offsets inside 
                         d.cam_xmat[0].reshape(3, 3), height=64, width=64)
 """
 
-from pvm_mbrl.envs.render.camera import apply_offsets, axis_angle_to_mat, camera_rays
-from pvm_mbrl.envs.render.geometry import SceneGeometry, TypeGroup
-from pvm_mbrl.envs.render.params import (
+from pvm_mbrl.render.camera import apply_offsets, axis_angle_to_mat, camera_rays
+from pvm_mbrl.render.geometry import SceneGeometry, TypeGroup
+from pvm_mbrl.render.params import (
     BACKGROUNDS,
     TEXTURES,
     SceneParams,
 )
-from pvm_mbrl.envs.render.renderer import SKY_DISTANCE, RenderOutput, render
+from pvm_mbrl.render.renderer import SKY_DISTANCE, RenderOutput, render
 
 __all__ = [
     "BACKGROUNDS",

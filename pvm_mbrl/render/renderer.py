@@ -17,10 +17,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from pvm_mbrl.envs.render import camera, primitives, textures
-from pvm_mbrl.envs.render import geometry as g
-from pvm_mbrl.envs.render.geometry import SceneGeometry
-from pvm_mbrl.envs.render.params import SceneParams
+from pvm_mbrl.render import camera, primitives, textures
+from pvm_mbrl.render import geometry as g
+from pvm_mbrl.render.geometry import SceneGeometry
+from pvm_mbrl.render.params import SceneParams
 
 # Distance (metres) at which fog is applied to the sky.
 SKY_DISTANCE = 20.0

@@ -11,7 +11,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from pvm_mbrl.envs.render import params as P
+from pvm_mbrl.render import params as P
 
 # Irrational-ish lattice shift so faces aligned with whole pattern cells do not flicker.
 _SHIFT = 0.2371

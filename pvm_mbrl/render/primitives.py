@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from pvm_mbrl.envs.render import geometry as g
+from pvm_mbrl.render import geometry as g
 
 INF = jnp.inf
 
