@@ -48,7 +48,7 @@ import pvm_mbrl
 from pvm_mbrl import encoders
 from pvm_mbrl.dreamer import Dreamer, DreamerConfig
 from pvm_mbrl.encoders import VIT_S14, PVMEncoder, ViT, ViTConfig
-from pvm_mbrl.encoders.checkpoints import parse_config
+from pvm_mbrl.encoders.checkpoint_config import parse_config
 from pvm_mbrl.envs.core import Space
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))

@@ -20,113 +20,27 @@ Under a device mesh (``mesh=``, see :mod:`pvm_mbrl.parallel`) the env axis (env 
 policy carries, replay) and the training batch axis are sharded over the mesh's ``data`` axis
 and the agent is replicated; the result equals the single-device one up to float reduction
 order.
+
+The loop's settings live in :mod:`pvm_mbrl.train_config` (:class:`TrainConfig`, also importable
+from here), env stepping and recording in :mod:`pvm_mbrl.collect` (mixin ``Collector``).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import fractions
-import math
-import numbers
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
+from pvm_mbrl import parallel
 from pvm_mbrl import replay as replay_lib
-from pvm_mbrl.dreamer.agent import LATENT_KEYS, AgentState, Dreamer
+from pvm_mbrl.collect import Collector
+from pvm_mbrl.dreamer.agent import AgentState, Dreamer
+from pvm_mbrl.envs.wrappers import AutoReset
+from pvm_mbrl.train_config import TrainConfig
 
-_FLAGS = ("is_first", "is_last", "is_terminal")
-PREFILL_POLICIES = ("random", "agent")
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Loop settings (DreamerV3 defaults where they exist).
-
-    ``chunk_steps`` vectorised env steps per compiled chunk; ``prefill`` env steps per env
-    before the first update (at least ``batch_length``), taken by ``prefill_policy``:
-    ``"random"`` (uniform actions) or ``"agent"`` (the untrained agent's policy, as the official
-    DreamerV3 collects its first sequences: it has no random prefill).
-
-    ``replay_online`` serves the official DreamerV3's online queue first in every batch: each
-    env's stream cut into consecutive sequences, each trained on once as soon as it is complete
-    (``replay.sample_online``); the rest of the batch is drawn uniformly.
-
-    ``fused=True`` runs a whole chunk (collection, insertion, updates) as one compiled
-    ``lax.scan``. ``fused=False`` runs the same steps in the same order as one compiled call per
-    collection cycle and one per update: on XLA:CPU work inside a while-loop body runs about 2x
-    slower than at the top level (measured in ``benchmarks/RESULTS.md``), so this is the faster
-    choice there; the results agree up to float rounding (tested).
-    """
-
-    num_envs: int = 16
-    train_ratio: float = 32.0
-    batch_size: int = 16
-    batch_length: int = 64
-    replay_capacity: int = 1_000_000
-    chunk_steps: int = 64
-    prefill: int = 1000
-    prefill_policy: str = "random"
-    replay_online: bool = True
-    fused: bool = True
-
-    def __post_init__(self):
-        ints = ("num_envs", "batch_size", "batch_length", "replay_capacity", "chunk_steps")
-        for name in (*ints, "prefill"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-        ratio = self.train_ratio
-        if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not ratio > 0:
-            raise ValueError(f"train_ratio must be a number > 0, got {ratio!r}")
-        if not math.isfinite(ratio):
-            raise ValueError(f"train_ratio must be finite, got {ratio!r}")
-        if self.prefill_policy not in PREFILL_POLICIES:
-            raise ValueError(
-                f"prefill_policy must be one of {PREFILL_POLICIES}, got {self.prefill_policy!r}"
-            )
-        for name in ("fused", "replay_online"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
-        per_env, rest = divmod(self.replay_capacity, self.num_envs)
-        if rest or per_env < self.batch_length:
-            raise ValueError(
-                f"replay_capacity ({self.replay_capacity}) must be a multiple of num_envs "
-                f"({self.num_envs}) and hold one sequence of batch_length ({self.batch_length}) "
-                f"steps per env: >= {self.num_envs * self.batch_length}"
-            )
-        if self.prefill < self.batch_length:
-            raise ValueError(
-                f"prefill ({self.prefill} steps per env) must be >= batch_length "
-                f"({self.batch_length}) so that the first update can sample a sequence"
-            )
-        self.cycle  # noqa: B018 (validates the ratio)
-
-    @property
-    def updates_per_step(self) -> fractions.Fraction:
-        """Updates per vectorised env step, ``E * train_ratio / (B * T)`` as an exact fraction."""
-        ratio = fractions.Fraction(self.train_ratio).limit_denominator(10_000)
-        return self.num_envs * ratio / (self.batch_size * self.batch_length)
-
-    @property
-    def cycle(self) -> tuple[int, int]:
-        """``(c, u)``: collect ``c`` vectorised steps, then run ``u`` updates."""
-        rate = self.updates_per_step
-        c, u = rate.denominator, rate.numerator
-        if self.chunk_steps % c:
-            raise ValueError(
-                f"chunk_steps ({self.chunk_steps}) must be a multiple of {c}: with "
-                f"{self.num_envs} envs, train ratio {self.train_ratio} and batch "
-                f"{self.batch_size}x{self.batch_length} there are {u} updates per {c} env steps"
-            )
-        return c, u
-
-    @property
-    def chunk_updates(self) -> int:
-        c, u = self.cycle
-        return self.chunk_steps // c * u
+__all__ = ["TrainConfig", "TrainState", "Trainer"]
 
 
 @struct.dataclass
@@ -145,7 +59,7 @@ class TrainState:
     episode: dict[str, jax.Array]  # running return / success of the current episodes
 
 
-class Trainer:
+class Trainer(Collector):
     """Builds the compiled collection and update functions for ``env`` and ``agent``.
 
     ``env`` must be batched (``BatchEnv``) without ``AutoReset``: the loop resets ended episodes
@@ -204,8 +118,6 @@ class Trainer:
         agent = self.agent.init(jax.random.split(key, 3)[0])
         shardings = None
         if self.mesh is not None:
-            from pvm_mbrl import parallel
-
             shapes = jax.eval_shape(self._init_fn, key, agent)
             shardings = parallel.train_state_shardings(self.mesh, shapes, self.config)
             agent = jax.device_put(agent, shardings.agent)
@@ -291,101 +203,6 @@ class Trainer:
             "is_terminal": jnp.zeros((n,), bool),
         }
 
-    def _observe(self, env_state, agent_state):
-        """The agent's observation keys, plus the encoder cache when the agent stores one
-        (computed once per frame here; zeros of its shape when ``agent_state`` is None)."""
-        obs = {k: env_state.obs[k] for k in self.agent.obs_keys}
-        key = self.agent.cache_key
-        if key:
-            (img,) = (k for k in self.agent.obs_keys if obs[k].dtype == jnp.uint8)
-            if agent_state is None:
-                n = self.config.num_envs
-                obs[key] = jnp.zeros((n, *self.agent.cache_shape), self.agent.cache_dtype)
-            else:
-                obs[key] = self.agent.encode_cache(agent_state, obs[img])
-        return obs
-
-    def _record(self, obs, model_action, flags, reward):
-        return {**obs, "action": model_action, "reward": reward.astype(jnp.float32), **flags}
-
-    def _random_action(self, key):
-        n, space = self.config.num_envs, self.agent.act_space
-        if self.agent.discrete:
-            idx = jax.random.randint(key, (n,), 0, self.agent.action_size)
-            return idx + int(space.low), jax.nn.one_hot(idx, self.agent.action_size)
-        a = jax.random.uniform(key, (n, *space.shape), minval=-1.0, maxval=1.0)
-        return a, a
-
-    def _env_step(self, state: TrainState, random: bool) -> tuple[TrainState, dict]:
-        key, k_act, k_reset = jax.random.split(state.key, 3)
-        obs = self._observe(state.env, state.agent)
-        if random:
-            env_action, model_action = self._random_action(k_act)
-            carry = {**state.carry, "action": model_action}
-        else:
-            obs_in = {**obs, "is_first": state.flags["is_first"]}
-            env_action, carry = self.agent.policy(state.agent, state.carry, obs_in, k_act)
-            model_action = carry["action"]
-        record = self._record(obs, model_action, state.flags, state.reward)
-        if self.agent.config.replay_context:
-            # The posterior after this step's observation (the initial state under the random
-            # prefill, which observes nothing), as the official policy stores it.
-            latent = {k: carry[k] for k in LATENT_KEYS}
-            if random:
-                latent = jax.tree.map(jnp.zeros_like, latent)
-            record |= latent
-        buffer = replay_lib.add(state.replay, record)
-
-        last = state.flags["is_last"]
-        stepped = self.env.step(state.env, env_action)
-        done = stepped.done.astype(bool)
-        trunc = stepped.info.get("truncation", jnp.zeros_like(stepped.done)).astype(bool)
-        success = stepped.metrics.get("success", jnp.zeros_like(stepped.reward))
-
-        def reset(s):
-            fresh = self.env.reset(k_reset)
-            pick = lambda new, old: jnp.where(  # noqa: E731
-                last.reshape(last.shape + (1,) * (old.ndim - 1)), new, old
-            )
-            return jax.tree.map(pick, fresh, s)
-
-        env_state = jax.lax.cond(jnp.any(last), reset, lambda s: s, stepped)
-        flags = {
-            "is_first": last,
-            "is_last": ~last & done,
-            "is_terminal": ~last & done & ~trunc,
-        }
-        reward = jnp.where(last, 0.0, stepped.reward).astype(jnp.float32)
-
-        ep = state.episode
-        ret = jnp.where(last, 0.0, ep["return"] + reward)
-        once = jnp.where(last, 0.0, jnp.maximum(ep["success_once"], success))
-        ended = flags["is_last"]
-        stats = {
-            "episodes": jnp.sum(ended),
-            "return": jnp.sum(jnp.where(ended, ret, 0.0)),
-            "success_once": jnp.sum(jnp.where(ended, once, 0.0)),
-            "success_end": jnp.sum(jnp.where(ended, success, 0.0)),
-        }
-        new = state.replace(
-            env=env_state,
-            carry=carry,
-            flags=flags,
-            reward=reward,
-            replay=buffer,
-            key=key,
-            env_steps=state.env_steps + jnp.int32(self.config.num_envs),
-            episode={"return": ret, "success_once": once},
-        )
-        return new, stats
-
-    def _collect(self, state, steps, random):
-        def body(s, _):
-            return self._env_step(s, random)
-
-        state, stats = jax.lax.scan(body, state, None, length=steps)
-        return state, jax.tree.map(lambda x: x.sum(0), stats)
-
     def _update(self, state: TrainState):
         """One update on a replayed batch of ``replay_context + batch_length`` steps; with replay
         context the posterior latents of the trained steps go back to replay."""
@@ -399,8 +216,6 @@ class Trainer:
             rows, times = replay_lib.sample_indices(buffer, k_sample, c.batch_size, length)
         batch = replay_lib.gather(buffer, rows, times)
         if self.mesh is not None:
-            from pvm_mbrl import parallel
-
             batch = parallel.constrain_batch(self.mesh, batch)
         agent, metrics, latents = self.agent.train_with_latents(state.agent, batch, k_train)
         if context:
@@ -412,8 +227,6 @@ class Trainer:
         """Keep the state's layout on the mesh across compiled calls (no-op without one)."""
         if self.mesh is None:
             return state
-        from pvm_mbrl import parallel
-
         shardings = parallel.train_state_shardings(self.mesh, state, self.config)
         return jax.lax.with_sharding_constraint(state, shardings)
 
@@ -469,8 +282,6 @@ def _episode_stats(n):
 
 
 def _has_autoreset(env) -> bool:
-    from pvm_mbrl.envs.wrappers import AutoReset
-
     while env is not None:
         if isinstance(env, AutoReset):
             return True

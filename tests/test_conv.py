@@ -1,4 +1,5 @@
-"""The exact reformulations in ``pvm_mbrl.nn.conv`` against the direct DreamerV3 stages.
+"""The exact reformulations in ``pvm_mbrl.nn.conv`` (and its ``conv_wgrad``, ``conv_phases``)
+against the direct DreamerV3 stages.
 
 References are written here with ``jax.lax.conv_general_dilated`` on the full-resolution image
 (``jnp.repeat`` upsampling, reshape max-pooling), independent of the module's own code paths.
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 from pvm_mbrl.nn import conv as C
+from pvm_mbrl.nn import conv_phases, conv_wgrad
 
 
 def _conv_ref(x, w):
@@ -85,7 +87,7 @@ POOL = [("direct", "im2col"), ("s2d", "xla"), ("s2d", "im2col")]
 
 @pytest.mark.parametrize("k", [1, 3, 5, 7, 9])
 def test_phase_taps_map_every_tap_once(k):
-    m = C.phase_taps(k)
+    m = conv_phases.phase_taps(k)
     r = (k // 2 + 1) // 2
     assert m.shape == (2, 2 * r + 1, k, 2)
     np.testing.assert_array_equal(m.sum((1, 3)), np.ones((2, k)))  # each (phase, tap) once
@@ -95,7 +97,7 @@ def test_phase_taps_map_every_tap_once(k):
     # both extreme offsets are used, so the half-resolution kernel cannot be smaller
     assert m[:, 0].any() and m[:, -1].any()
     with pytest.raises(ValueError, match="odd"):
-        C.phase_taps(k + 1)
+        conv_phases.phase_taps(k + 1)
 
 
 def test_reference_is_same_cross_correlation():
@@ -137,10 +139,10 @@ def test_upsample_conv_detects_a_wrong_phase_order():
     x, w, b = _inputs(np.random.default_rng(3), (2,), 4, 6, 2, 3, 5, jnp.float32)
 
     def swapped(x, w, b):
-        w3 = C.upsample_kernel(w)
+        w3 = conv_phases.upsample_kernel(w)
         kk, ci, co = w3.shape[0], w.shape[2], w.shape[3]
         w3 = w3.reshape(kk, kk, ci, 2, 2, co).swapaxes(3, 4).reshape(kk, kk, ci, 4 * co)
-        return C.depth_to_space(_conv_ref(x, w3)) + b
+        return conv_phases.depth_to_space(_conv_ref(x, w3)) + b
 
     with pytest.raises(AssertionError):
         _assert_same(swapped, _upsample_conv_ref, x, w, b, atol=1e-5)
@@ -190,22 +192,22 @@ def test_wgrad_im2col_chunks_with_a_remainder():
     rng = np.random.default_rng(5)
     x, g = jnp.asarray(rng.normal(size=(5, 4, 6, 3))), jnp.asarray(rng.normal(size=(5, 4, 6, 2)))
     per_image = 4 * 6 * (9 * 3 + 2) * x.dtype.itemsize
-    assert C._wgrad_chunk(5, per_image, 2 * per_image) == 2
+    assert conv_wgrad._wgrad_chunk(5, per_image, 2 * per_image) == 2
     want = jax.vjp(lambda w: _conv_ref(x, w), jnp.zeros((3, 3, 3, 2)))[1](g)[0]
     for budget in (1, 2 * per_image, 10**9):
-        np.testing.assert_allclose(C._wgrad_im2col(x, g, 3, budget), want, atol=1e-5)
+        np.testing.assert_allclose(conv_wgrad._wgrad_im2col(x, g, 3, budget), want, atol=1e-5)
 
 
 def test_conv_with_im2col_wgrad_matches_xla():
     x, w, b = _inputs(np.random.default_rng(6), (2, 2), 5, 7, 3, 4, 5, jnp.float32)
-    fn = lambda x, w, b: C.conv(x, w, b, wgrad="im2col")  # noqa: E731
+    fn = lambda x, w, b: conv_wgrad.conv(x, w, b, wgrad="im2col")  # noqa: E731
     _assert_same(fn, lambda x, w, b: _conv_ref(x, w) + b, x, w, b, atol=1e-5, rtol=1e-5)
 
 
 # --- bad inputs -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("fn", [C.conv_pool, C.upsample_conv, C.conv])
+@pytest.mark.parametrize("fn", [C.conv_pool, C.upsample_conv, conv_wgrad.conv])
 def test_bad_inputs_raise(fn):
     x = jnp.zeros((2, 8, 8, 3))
     with pytest.raises(ValueError, match="odd size"):

@@ -24,7 +24,8 @@ from pvm_mbrl.encoders import FineTune, PVMEncoder, checkpoints, make_pvm_optimi
 from pvm_mbrl.encoders.checkpoints import load_vit
 from pvm_mbrl.encoders.finetune import layer_decay_factor
 from pvm_mbrl.encoders.pvm import HEADS, OUTPUTS
-from pvm_mbrl.encoders.vit import ViT, ViTConfig, preprocess
+from pvm_mbrl.encoders.vit import ViT, preprocess
+from pvm_mbrl.encoders.vit_config import ViTConfig
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "vit"

@@ -24,9 +24,12 @@ import pytest
 from flax import nnx
 from safetensors.numpy import load_file, save_file
 
-from pvm_mbrl.encoders import checkpoints
-from pvm_mbrl.encoders.checkpoints import load_vit, parse_config
-from pvm_mbrl.encoders.vit import NORMALISATION, ViT, ViTConfig, bicubic_resize, preprocess
+from pvm_mbrl.encoders import checkpoint_keys
+from pvm_mbrl.encoders.bicubic import bicubic_resize
+from pvm_mbrl.encoders.checkpoint_config import parse_config
+from pvm_mbrl.encoders.checkpoints import load_vit
+from pvm_mbrl.encoders.vit import NORMALISATION, ViT, preprocess
+from pvm_mbrl.encoders.vit_config import ViTConfig
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "vit"
 NAMES = ("dinov2", "dinov2_swiglu", "dinov2_registers", "clip_vision", "clip_full")
@@ -281,7 +284,7 @@ def test_fixture_key_layouts():
 
 
 def _to_new_dinov2(key: str) -> str:
-    for old, new in checkpoints.DINOV2_RENAMES:
+    for old, new in checkpoint_keys.DINOV2_RENAMES:
         key = key.replace(old, new)
     return key
 
@@ -302,7 +305,7 @@ def test_new_swiglu_names_renamed_to_legacy_load_the_same(loaded, tmp_path):
             up = new[key.replace("gate_proj", "up_proj")]
             legacy[key.replace("gate_proj", "weights_in")] = np.concatenate([value, up])
             continue
-        for old, repl in checkpoints.DINOV2_RENAMES:
+        for old, repl in checkpoint_keys.DINOV2_RENAMES:
             key = key.replace(repl, old)
         legacy[key] = value
     assert "encoder.layer.0.attention.attention.key.weight" in legacy

@@ -23,12 +23,15 @@ there) instead of the initial state, and learns on the last ``T`` steps only;
 writes back to replay, so the next sequence that starts there begins from a latent the current
 model computed. With ``K = 0`` every sequence starts from the initial state (``is_first[:, 0]``
 is forced on), as in the DreamerV3 paper.
+
+The networks live in :mod:`pvm_mbrl.dreamer.networks`, the loss in :mod:`pvm_mbrl.dreamer.loss`
+(mixin ``DreamerLoss``), batch shapes and input checks in :mod:`pvm_mbrl.dreamer.inputs` (mixin
+``InputLayout``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
@@ -37,101 +40,21 @@ import optax
 from flax import nnx, struct
 
 from pvm_mbrl import encoders
-from pvm_mbrl.dreamer import actor_critic
 from pvm_mbrl.dreamer.config import DreamerConfig
-from pvm_mbrl.dreamer.decoder import ImageDecoder, VectorDecoder
-from pvm_mbrl.dreamer.heads import Actor, BinaryHead, TwoHotHead
+from pvm_mbrl.dreamer.inputs import InputLayout
+from pvm_mbrl.dreamer.loss import DreamerLoss
+from pvm_mbrl.dreamer.networks import CACHE_KEY, Networks
 from pvm_mbrl.dreamer.optim import make_optimizer
 from pvm_mbrl.dreamer.returns import PercentileNormalizer
-from pvm_mbrl.dreamer.rssm import RSSM
-from pvm_mbrl.nn import kl_free_bits, symlog
-from pvm_mbrl.nn.layers import MLP
 
 _sg = jax.lax.stop_gradient
 POLICY_MODES = ("explore", "eval")
-BATCH_FLAGS = ("reward", "is_first", "is_last", "is_terminal")
-CACHE_KEY = "encoder_cache"
-LATENT_KEYS = ("deter", "stoch")  # what replay context stores per step
 
 
 def _trainable(params: nnx.State) -> nnx.State:
     """The ``nnx.Param`` leaves: what the agent differentiates and the optimiser updates. Other
     variables (a Linen module's RNG streams under ``nnx.bridge``, ...) pass through unchanged."""
     return nnx.split_state(params, nnx.Param, ...)[0]
-
-
-def _split_obs_space(obs_space, keys):
-    images, vectors = {}, {}
-    for k in keys:
-        space = obs_space[k]
-        if len(space.shape) == 3 and np.dtype(space.dtype) == np.uint8:
-            images[k] = tuple(space.shape)
-        elif len(space.shape) == 1 and np.issubdtype(np.dtype(space.dtype), np.floating):
-            vectors[k] = int(space.shape[0])
-        else:
-            raise ValueError(
-                f"observation {k!r} must be uint8 [H, W, C] or float [N], got {space.dtype} "
-                f"{space.shape}"
-            )
-    if len(images) > 1:
-        raise ValueError(f"at most one image observation is supported, got {sorted(images)}")
-    return images, vectors
-
-
-class Networks(nnx.Module):
-    """Encoder, RSSM, decoders, reward and continue heads, actor and critic."""
-
-    def __init__(self, config: DreamerConfig, obs_space, action_size, discrete, *, rngs):
-        c = config
-        dtype = jnp.bfloat16 if c.compute_dtype == "bfloat16" else jnp.float32
-        keys = c.obs_keys or tuple(sorted(obs_space))
-        missing = [k for k in keys if k not in obs_space]
-        if missing:
-            raise ValueError(f"obs_keys {missing} not in the observation space {sorted(obs_space)}")
-        self.images, self.vectors = _split_obs_space(obs_space, keys)
-        embed = 0
-        if self.images:
-            (shape,) = self.images.values()
-            options = (
-                {"depth": c.depth, "mults": c.mults, "kernel": c.kernel}
-                if c.encoder == "cnn"
-                else {}
-            )
-            options |= c.encoder_options
-            self.encoder = encoders.make(c.encoder, shape, rngs=rngs, dtype=dtype, **options)
-            embed += self.encoder.output_size
-            self.image_decoder = ImageDecoder(c, shape, rngs=rngs, dtype=dtype)
-        vec_size = sum(self.vectors.values())
-        if self.vectors:
-            self.vector_encoder = MLP(vec_size, c.mlp_layers, c.units, rngs=rngs, dtype=dtype)
-            embed += self.vector_encoder.out_features
-        self.rssm = RSSM(c, embed, action_size, rngs=rngs, dtype=dtype)
-        feat = self.rssm.feature_size
-        if self.vectors:
-            self.vector_decoder = VectorDecoder(
-                feat, self.vectors, c.mlp_layers, c.units, rngs=rngs, dtype=dtype
-            )
-        self.reward = TwoHotHead(feat, c.reward_layers, c.units, c.bins, rngs=rngs, dtype=dtype)
-        self.cont = BinaryHead(feat, c.cont_layers, c.units, rngs=rngs, dtype=dtype)
-        self.actor = Actor(
-            feat, c.mlp_layers, c.units, action_size, discrete, c, rngs=rngs, dtype=dtype
-        )
-        self.critic = TwoHotHead(feat, c.mlp_layers, c.units, c.bins, rngs=rngs, dtype=dtype)
-        self.dtype = dtype
-
-    def embed(self, obs: dict[str, jax.Array]) -> jax.Array:
-        """Encoder output ``[..., E]`` of the image (from ``obs[CACHE_KEY]`` when present, see
-        ``DreamerConfig.encoder_cache``) and the symlog vector observations."""
-        parts = []
-        if CACHE_KEY in obs:
-            parts.append(self.encoder.from_cache(obs[CACHE_KEY]).astype(self.dtype))
-        elif self.images:
-            (key,) = self.images
-            parts.append(self.encoder(obs[key]).astype(self.dtype))
-        if self.vectors:
-            vec = jnp.concatenate([obs[k].astype(jnp.float32) for k in sorted(self.vectors)], -1)
-            parts.append(self.vector_encoder(symlog(vec).astype(self.dtype)))
-        return jnp.concatenate(parts, -1)
 
 
 @struct.dataclass
@@ -145,7 +68,7 @@ class AgentState:
     step: jax.Array
 
 
-class Dreamer:
+class Dreamer(DreamerLoss, InputLayout):
     """DreamerV3 for one observation and action space (see the module docstring)."""
 
     def __init__(self, config: DreamerConfig, obs_space, act_space):
@@ -363,194 +286,6 @@ class Dreamer:
         pred = nets.image_decoder(states["deter"], states["stoch"])
         model = jnp.clip(jnp.round(pred * 255.0), 0, 255).astype(jnp.uint8)
         return batch[img], model
-
-    # -- losses ----------------------------------------------------------------------------
-
-    def loss(self, params, slow_params, retnorm, batch, key):
-        """Total scaled loss and ``(new retnorm, metrics, posterior latents)``; differentiable
-        in ``params``."""
-        c = self.config
-        nets = self.nets(params)
-        trainable, rest = nnx.split_state(params, nnx.Param, ...)
-        nets_sg = self.nets(nnx.merge_state(_sg(trainable), rest))
-        slow_critic = nnx.merge(self.critic_graphdef, _sg(slow_params))
-        k_obs, k_img = jax.random.split(key)
-        init, first_action, batch = self._split_context(batch)
-        is_first = batch["is_first"].astype(bool)
-        if not c.replay_context:
-            is_first = is_first.at[:, 0].set(True)
-        action = batch["action"].astype(jnp.float32)
-        bsz, tlen = is_first.shape
-        prev_action = jnp.concatenate([first_action[:, None], action[:, :-1]], 1)
-
-        # World model.
-        embed = nets.embed({k: batch[k] for k in self._input_keys})
-        _, post, post_logits = nets.rssm.observe(init, prev_action, embed, is_first, k_obs)
-        prior_logits = nets.rssm.prior_logits(post["deter"])
-        dyn, rep = kl_free_bits(post_logits, prior_logits, c.free_nats, c.unimix)
-        feat = nets.rssm.features(post)
-        losses = {"dyn": dyn, "rep": rep}
-        rec = jnp.zeros((bsz, tlen), jnp.float32)
-        if nets.images:
-            (key_img,) = nets.images
-            pred = nets.image_decoder(post["deter"], post["stoch"])
-            rec = rec + ImageDecoder.loss(pred, batch[key_img])
-        if nets.vectors:
-            preds = nets.vector_decoder(feat)
-            for k, p in preds.items():
-                rec = rec + VectorDecoder.loss(p, batch[k])
-        losses["rec"] = rec
-        losses["rew"] = -nets.reward(feat).log_prob(batch["reward"].astype(jnp.float32))
-        cont_target = (1.0 - batch["is_terminal"].astype(jnp.float32)) * c.discount
-        losses["con"] = BinaryHead.loss(nets.cont(feat), cont_target)
-
-        # Actor-critic in imagination from (the last imag_last) posterior states.
-        k = min(c.imag_last or tlen, tlen)
-        starts = jax.tree.map(lambda x: _sg(x[:, -k:]).reshape(bsz * k, *x.shape[2:]), post)
-        states, actions = actor_critic.imagine(nets_sg, starts, c.imag_horizon, k_img)
-        ac_losses, retnorm, ret, ac_metrics = actor_critic.imagination_loss(
-            nets, nets_sg, slow_critic, retnorm, states, actions, c
-        )
-        losses.update({n: v.reshape(bsz, k) for n, v in ac_losses.items()})
-        if c.repval:
-            tail = {n: batch[n][:, -k:] for n in BATCH_FLAGS}
-            boot = _sg(ret[0]).reshape(bsz, k)
-            losses["repval"] = actor_critic.replay_value_loss(
-                nets.critic, slow_critic, feat[:, -k:], tail, boot, c
-            )
-
-        total = sum(c.loss_scales[n] * v.mean() for n, v in losses.items())
-        post_dist, prior_dist = nets.rssm.dist(post_logits), nets.rssm.dist(prior_logits)
-        metrics = {f"loss/{n}": v.mean() for n, v in losses.items()}
-        metrics.update(ac_metrics)
-        metrics["loss/total"] = total
-        metrics["wm/kl"] = post_dist.kl(prior_dist).sum(-1).mean()
-        metrics["wm/post_entropy"] = post_dist.entropy().sum(-1).mean()
-        metrics["wm/prior_entropy"] = prior_dist.entropy().sum(-1).mean()
-        latents = {k: _sg(post[k]) for k in LATENT_KEYS}
-        return total, (retnorm, metrics, latents)
-
-    def _split_context(self, batch):
-        """``(start latent, action before step 0, the trained steps)`` of a batch: with replay
-        context ``K`` the latent stored at step ``K - 1``, the action taken there and steps
-        ``K..``; without, the initial state, a zero action and the whole batch."""
-        k = self.config.replay_context
-        if not k:
-            bsz = batch["is_first"].shape[0]
-            init = {"deter": jnp.zeros((bsz, self.config.deter), jnp.float32)}
-            init["stoch"] = jnp.zeros((bsz, self.config.stoch, self.config.classes), jnp.float32)
-            return init, jnp.zeros((bsz, self.action_size), jnp.float32), batch
-        init = {n: _sg(batch[n][:, k - 1].astype(jnp.float32)) for n in LATENT_KEYS}
-        first_action = batch["action"][:, k - 1].astype(jnp.float32)
-        rest = {n: v[:, k:] for n, v in batch.items() if n not in LATENT_KEYS}
-        return init, first_action, rest
-
-    def batch_spec(self, batch: int, length: int) -> dict[str, jax.ShapeDtypeStruct]:
-        """Shapes and dtypes of a training batch of ``batch`` sequences that train on ``length``
-        steps: ``replay_context + length`` steps of the observation keys, ``action``, ``reward``,
-        the flags and, with replay context, the stored latents."""
-        lead = (batch, self.config.replay_context + length)
-        spec = {
-            k: jax.ShapeDtypeStruct(lead + tuple(self.obs_space[k].shape), self.obs_space[k].dtype)
-            for k in self.obs_keys
-        }
-        spec["action"] = jax.ShapeDtypeStruct((*lead, self.action_size), jnp.float32)
-        spec["reward"] = jax.ShapeDtypeStruct(lead, jnp.float32)
-        for flag in ("is_first", "is_last", "is_terminal"):
-            spec[flag] = jax.ShapeDtypeStruct(lead, jnp.bool_)
-        if self.config.replay_context:
-            for k, v in self.latent_spec().items():
-                spec[k] = jax.ShapeDtypeStruct(lead + v.shape, v.dtype)
-        return spec
-
-    def latent_spec(self) -> dict[str, jax.ShapeDtypeStruct]:
-        """Per-step shapes of the latents replay stores for replay context."""
-        c = self.config
-        return {
-            "deter": jax.ShapeDtypeStruct((c.deter,), jnp.float32),
-            "stoch": jax.ShapeDtypeStruct((c.stoch, c.classes), jnp.float32),
-        }
-
-    # -- input checks (trace time) -----------------------------------------------------------
-
-    @property
-    def _input_keys(self) -> tuple[str, ...]:
-        """Observation keys the networks read (the cache stands in for the image's encoding;
-        the image itself is still read by the decoder in training)."""
-        return self.obs_keys + ((self.cache_key,) if self.cache_key else ())
-
-    def _check_obs(self, obs, batch_dims):
-        for k in (*self._input_keys, "is_first"):
-            if k not in obs:
-                raise ValueError(f"obs must contain {k!r}; got keys {sorted(obs)}")
-        lead = None
-        for k in self.obs_keys:
-            expected = tuple(self.obs_space[k].shape)
-            shape = tuple(jnp.shape(obs[k]))
-            if shape[batch_dims:] != expected or len(shape) != batch_dims + len(expected):
-                raise ValueError(
-                    f"obs[{k!r}] must have shape [{'B, T' if batch_dims == 2 else 'B'}, "
-                    f"{', '.join(map(str, expected))}], got {shape}"
-                )
-            lead = lead or shape[:batch_dims]
-        if self.cache_key:
-            shape, want = tuple(jnp.shape(obs[self.cache_key])), (*lead, *self.cache_shape)
-            if shape != want:
-                raise ValueError(
-                    f"obs[{self.cache_key!r}] must have shape {want} (agent.encode_cache of the "
-                    f"images), got {shape}"
-                )
-        if tuple(jnp.shape(obs["is_first"])) != lead:
-            raise ValueError(f"is_first must have shape {lead}, got {jnp.shape(obs['is_first'])}")
-
-    def _check_carry(self, carry, lead):
-        want = self._carry_shapes
-        if not isinstance(carry, Mapping) or set(carry) != set(want):
-            got = sorted(carry) if isinstance(carry, Mapping) else type(carry).__name__
-            raise ValueError(f"carry must be agent.initial_carry(B) keys {sorted(want)}, got {got}")
-        for k, w in want.items():
-            shape, expected = tuple(jnp.shape(carry[k])), (*lead, *w)
-            if shape != expected:
-                raise ValueError(
-                    f"carry[{k!r}] must have shape {expected} for an obs batch of {lead[0]}, got "
-                    f"{shape} (carry batch {shape[0] if shape else None}); use "
-                    f"agent.initial_carry({lead[0]})"
-                )
-
-    def _check_batch(self, batch):
-        k = self.config.replay_context
-        need = (*BATCH_FLAGS, "action") + (LATENT_KEYS if k else ())
-        for name in need:
-            if name not in batch:
-                extra = (
-                    f" (replay_context={k} needs the latents stored in replay: "
-                    f"{', '.join(LATENT_KEYS)}; replay_context=0 trains without)"
-                    if name in LATENT_KEYS
-                    else ""
-                )
-                raise ValueError(
-                    f"training batch must contain {name!r}{extra}; got keys {sorted(batch)}"
-                )
-        self._check_obs(batch, batch_dims=2)
-        lead = tuple(jnp.shape(batch["is_first"]))
-        if len(lead) != 2 or lead[1] <= k:
-            raise ValueError(
-                f"training batch must hold more than replay_context={k} steps, got shape {lead}"
-            )
-        for name, spec in (self.latent_spec() if k else {}).items():
-            want = (*lead, *spec.shape)
-            if tuple(jnp.shape(batch[name])) != want:
-                raise ValueError(
-                    f"batch[{name!r}] must have shape {want}, got {jnp.shape(batch[name])}"
-                )
-        expected = (*lead, self.action_size)
-        if tuple(jnp.shape(batch["action"])) != expected:
-            raise ValueError(
-                f"batch['action'] must have shape {expected}, got {batch['action'].shape}"
-            )
-        for k in BATCH_FLAGS:
-            if tuple(jnp.shape(batch[k])) != lead:
-                raise ValueError(f"batch[{k!r}] must have shape {lead}, got {jnp.shape(batch[k])}")
 
 
 # Encoders built from the PRNG key alone (no file read): their agents initialise under jit.

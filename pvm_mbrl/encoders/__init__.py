@@ -33,7 +33,8 @@ from pvm_mbrl.encoders.checkpoints import LoadedViT, load_vit, read_config
 from pvm_mbrl.encoders.cnn import CNNEncoder
 from pvm_mbrl.encoders.finetune import FineTune, make_pvm_optimizer, param_labels
 from pvm_mbrl.encoders.pvm import PVMEncoder
-from pvm_mbrl.encoders.vit import ViT, ViTConfig
+from pvm_mbrl.encoders.vit import ViT
+from pvm_mbrl.encoders.vit_config import ViTConfig
 
 load = load_vit
 

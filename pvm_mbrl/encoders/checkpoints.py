@@ -5,27 +5,11 @@ A checkpoint is a directory with ``config.json`` and ``model.safetensors`` (or t
 ``huggingface_hub`` resolves from its local cache, downloading only when online. Only safetensors
 are read (as numpy, no torch, no pickle).
 
-``config.json`` is parsed with transformers' config classes (``Dinov2Config``,
-``Dinov2WithRegistersConfig``, ``CLIPVisionConfig``; ``CLIPConfig``'s ``vision_config``), which
-import without torch. Settings the body does not implement raise NotImplementedError naming the
-field; dropout and drop-path rates are ignored (inference-mode forward).
-
-Key names. Two layouts are accepted and mapped onto the same parameters:
-
-- the Hub's (legacy) names, which transformers 5 still writes by default on ``save_pretrained``:
-  DINOv2 ``encoder.layer.N.attention.attention.{query,key,value}``,
-  ``attention.output.dense``, SwiGLU ``mlp.weights_in`` (gate and up projections stacked on the
-  output axis, in that order) and ``mlp.weights_out``; CLIP keys under ``vision_model.``;
-- transformers 5's in-memory names, written by ``save_pretrained(save_original_format=False)``:
-  DINOv2 ``attention.{q,k,v,o}_proj`` and ``mlp.{gate,up,down}_proj``; and ``CLIPVisionModel``
-  keys without the ``vision_model.`` prefix (what a from-scratch 5.x CLIPVisionModel saves).
-
-Everything else in DINOv2 / CLIP vision is named the same. Keys that are skipped on purpose:
-DINOv2's ``embeddings.mask_token`` (masked pre-training only), CLIP's
-``embeddings.position_ids`` buffer, and in a full CLIPModel checkpoint ``text_model.*``,
-``text_projection``, ``visual_projection`` and ``logit_scale``. Any other missing, unexpected or
-mis-shaped key raises one ValueError listing them all. Weights of any float dtype (bfloat16
-included) are loaded as float32 parameters.
+``config.json`` is parsed by :mod:`pvm_mbrl.encoders.checkpoint_config`, and checkpoint keys (the
+Hub's legacy names and transformers 5's) are mapped onto the ViT's parameters by
+:mod:`pvm_mbrl.encoders.checkpoint_keys`. Any missing, unexpected or mis-shaped key raises one
+ValueError listing them all. Weights of any float dtype (bfloat16 included) are loaded as float32
+parameters.
 
 A file of the checkpoint that cannot be read (a truncated or corrupt ``.safetensors``, a
 ``config.json`` or index that is not JSON, not a JSON object, or not what it should hold)
@@ -35,9 +19,6 @@ raises :class:`CheckpointFileError`, a ValueError naming the file, chained from 
 from __future__ import annotations
 
 import json
-import logging
-import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -45,33 +26,16 @@ import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 from flax import nnx
+from safetensors import SafetensorError, safe_open
 
-from pvm_mbrl.encoders.vit import ViT, ViTConfig
+from pvm_mbrl.encoders.checkpoint_config import parse_config
+from pvm_mbrl.encoders.checkpoint_keys import canonical_keys, expected_entries
+from pvm_mbrl.encoders.vit import ViT
+from pvm_mbrl.encoders.vit_config import ViTConfig
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
-
-# model_type in config.json -> family
-MODEL_TYPES = {
-    "dinov2": "dinov2",
-    "dinov2_with_registers": "dinov2",
-    "clip_vision_model": "clip",
-    "clip": "clip",
-}
-# Legacy DINOv2 names -> transformers 5 names (substring renames, as transformers does them).
-DINOV2_RENAMES = (
-    (".attention.attention.query.", ".attention.q_proj."),
-    (".attention.attention.key.", ".attention.k_proj."),
-    (".attention.attention.value.", ".attention.v_proj."),
-    (".attention.output.dense.", ".attention.o_proj."),
-    (".mlp.weights_out.", ".mlp.down_proj."),
-)
-SKIPPED = {
-    "dinov2": ("embeddings.mask_token",),
-    "clip": ("embeddings.position_ids",),
-}
-CLIP_OTHER_TOWER = ("text_model.", "text_projection.", "visual_projection.", "logit_scale")
 
 
 class LoadedViT(NamedTuple):
@@ -100,197 +64,12 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def _open_safetensors(path: Path):
     """``safe_open(path)``; :class:`CheckpointFileError` naming a truncated or corrupt file."""
-    from safetensors import SafetensorError, safe_open
-
     try:
         return safe_open(str(path), framework="numpy")
     except SafetensorError as e:
         raise CheckpointFileError(
             f"{path} is not a readable safetensors file (truncated or corrupt: {e})"
         ) from e
-
-
-def _square(value: Any, field: str) -> int:
-    """``image_size`` / ``patch_size`` as one int; non-square ones are not implemented."""
-    if isinstance(value, list | tuple):
-        if len(value) != 2 or value[0] != value[1]:
-            raise NotImplementedError(f"non-square {field} {value!r} is not supported")
-        value = value[0]
-    return int(value)
-
-
-def _import_transformers():
-    """``import transformers``, without its "PyTorch was not found" notice (we need no torch)."""
-    if "transformers" in sys.modules:
-        return sys.modules["transformers"]
-    log = logging.getLogger("transformers")
-
-    def no_torch_notice(record: logging.LogRecord) -> bool:
-        return "PyTorch was not found" not in record.getMessage()
-
-    log.addFilter(no_torch_notice)
-    try:
-        import transformers
-    finally:
-        log.removeFilter(no_torch_notice)
-    return transformers
-
-
-def parse_config(config: dict[str, Any]) -> ViTConfig:
-    """``config.json`` contents -> :class:`ViTConfig`, via transformers' config classes."""
-    transformers = _import_transformers()
-    model_type = config.get("model_type")
-    classes = {
-        "dinov2": transformers.Dinov2Config,
-        "dinov2_with_registers": transformers.Dinov2WithRegistersConfig,
-        "clip_vision_model": transformers.CLIPVisionConfig,
-        "clip": transformers.CLIPConfig,
-    }
-    if model_type not in classes:
-        raise ValueError(
-            f"unknown model family: model_type {model_type!r}; expected one of {sorted(classes)}"
-        )
-    hf = classes[model_type].from_dict(config)
-    if model_type == "clip":
-        hf = hf.vision_config
-    common = dict(
-        hidden_size=hf.hidden_size,
-        num_layers=hf.num_hidden_layers,
-        num_heads=hf.num_attention_heads,
-        image_size=_square(hf.image_size, "image_size"),
-        patch_size=_square(hf.patch_size, "patch_size"),
-        num_channels=hf.num_channels,
-        hidden_act=hf.hidden_act,
-        layer_norm_eps=hf.layer_norm_eps,
-    )
-    if MODEL_TYPES[model_type] == "clip":
-        return ViTConfig(
-            family="clip", mlp_dim=hf.intermediate_size, layerscale_value=None, **common
-        )
-    mlp_dim = int(hf.hidden_size * hf.mlp_ratio)
-    if hf.use_swiglu_ffn:  # two thirds of the MLP width, rounded up to a multiple of 8
-        mlp_dim = (int(mlp_dim * 2 / 3) + 7) // 8 * 8
-    registers = hf.num_register_tokens if model_type == "dinov2_with_registers" else 0
-    return ViTConfig(
-        family="dinov2",
-        mlp_dim=mlp_dim,
-        head_dim=getattr(hf, "head_dim", None),
-        qkv_bias=hf.qkv_bias,
-        swiglu=hf.use_swiglu_ffn,
-        layerscale_value=hf.layerscale_value,
-        num_register_tokens=registers,
-        pos_antialias=model_type == "dinov2_with_registers",
-        **common,
-    )
-
-
-# One parameter: checkpoint key (transformers 5 names), NNX path, shape on disk, to-param map.
-Entry = tuple[str, tuple[str | int, ...], tuple[int, ...], Callable[[np.ndarray], np.ndarray]]
-
-
-def _same(a: np.ndarray) -> np.ndarray:
-    return a
-
-
-def _transpose(a: np.ndarray) -> np.ndarray:
-    return a.T  # torch Linear [out, in] -> [in, out]
-
-
-def _conv(a: np.ndarray) -> np.ndarray:
-    return a.transpose(2, 3, 1, 0)  # torch Conv [O, I, kh, kw] -> HWIO
-
-
-def _rows(a: np.ndarray) -> np.ndarray:
-    return a.reshape(-1, a.shape[-1])  # [1, n, D] -> [n, D]
-
-
-def _vector(a: np.ndarray) -> np.ndarray:
-    return a.reshape(-1)
-
-
-def expected_entries(cfg: ViTConfig) -> list[Entry]:
-    """Every parameter of ``ViT(cfg)`` with its checkpoint key and on-disk shape."""
-    d, c, p, r = cfg.hidden_size, cfg.num_channels, cfg.patch_size, cfg.num_register_tokens
-    inner, positions = cfg.num_heads * cfg.attn_head_dim, 1 + cfg.grid_size**2
-    out: list[Entry] = []
-
-    def linear(key: str, path: tuple, din: int, dout: int, bias: bool = True) -> None:
-        out.append((f"{key}.weight", (*path, "kernel"), (dout, din), _transpose))
-        if bias:
-            out.append((f"{key}.bias", (*path, "bias"), (dout,), _same))
-
-    def norm(key: str, path: tuple) -> None:
-        out.append((f"{key}.weight", (*path, "scale"), (d,), _same))
-        out.append((f"{key}.bias", (*path, "bias"), (d,), _same))
-
-    if cfg.family == "dinov2":
-        out.append(("embeddings.cls_token", ("cls_token",), (1, 1, d), _vector))
-        out.append(("embeddings.position_embeddings", ("pos_embed",), (1, positions, d), _rows))
-        if r:
-            out.append(("embeddings.register_tokens", ("register_tokens",), (1, r, d), _rows))
-        proj = "embeddings.patch_embeddings.projection"
-        out.append((f"{proj}.weight", ("patch_embed", "kernel"), (d, c, p, p), _conv))
-        out.append((f"{proj}.bias", ("patch_embed", "bias"), (d,), _same))
-        layer, attn, names = "encoder.layer", "attention", ("norm1", "norm2", "o_proj")
-    else:
-        out.append(("embeddings.class_embedding", ("cls_token",), (d,), _same))
-        out.append(("embeddings.position_embedding.weight", ("pos_embed",), (positions, d), _same))
-        out.append(
-            ("embeddings.patch_embedding.weight", ("patch_embed", "kernel"), (d, c, p, p), _conv)
-        )
-        norm("pre_layrnorm", ("pre_norm",))
-        layer, attn, names = (
-            "encoder.layers",
-            "self_attn",
-            ("layer_norm1", "layer_norm2", "out_proj"),
-        )
-    for i in range(cfg.num_layers):
-        key, path = f"{layer}.{i}", ("blocks", i)
-        norm(f"{key}.{names[0]}", (*path, "norm1"))
-        norm(f"{key}.{names[1]}", (*path, "norm2"))
-        for q in ("q_proj", "k_proj", "v_proj"):
-            linear(f"{key}.{attn}.{q}", (*path, "attn", q), d, inner, cfg.qkv_bias)
-        linear(f"{key}.{attn}.{names[2]}", (*path, "attn", "o_proj"), inner, d)
-        if cfg.swiglu:
-            linear(f"{key}.mlp.gate_proj", (*path, "mlp", "gate_proj"), d, cfg.mlp_dim)
-            linear(f"{key}.mlp.up_proj", (*path, "mlp", "up_proj"), d, cfg.mlp_dim)
-            linear(f"{key}.mlp.down_proj", (*path, "mlp", "down_proj"), cfg.mlp_dim, d)
-        else:
-            linear(f"{key}.mlp.fc1", (*path, "mlp", "fc1"), d, cfg.mlp_dim)
-            linear(f"{key}.mlp.fc2", (*path, "mlp", "fc2"), cfg.mlp_dim, d)
-        if cfg.layerscale_value is not None:
-            out.append((f"{key}.layer_scale1.lambda1", (*path, "ls1"), (d,), _same))
-            out.append((f"{key}.layer_scale2.lambda1", (*path, "ls2"), (d,), _same))
-    norm("layernorm" if cfg.family == "dinov2" else "post_layernorm", ("norm",))
-    return out
-
-
-def canonical_keys(keys: list[str], family: str) -> tuple[dict[str, str], list[str]]:
-    """Checkpoint keys -> ``({transformers-5 vision key: file key}, skipped file keys)``.
-
-    A legacy SwiGLU ``mlp.weights_in.{weight,bias}`` maps to its ``gate_proj`` and ``up_proj``
-    halves, both pointing at the same file key.
-    """
-    names: dict[str, str] = {}
-    skipped: list[str] = []
-    for key in keys:
-        name = key
-        if family == "clip":
-            if key.startswith(CLIP_OTHER_TOWER):
-                skipped.append(key)
-                continue
-            name = key.removeprefix("vision_model.")
-        else:
-            for old, new in DINOV2_RENAMES:
-                name = name.replace(old, new)
-        if name in SKIPPED[family]:
-            skipped.append(key)
-        elif family == "dinov2" and ".mlp.weights_in." in name:
-            for half in ("gate_proj", "up_proj"):
-                names[name.replace("weights_in", half)] = key
-        else:
-            names[name] = key
-    return names, skipped
 
 
 class _Shards:

@@ -12,166 +12,38 @@ Numerically it follows transformers' ``Dinov2Model``, ``Dinov2WithRegistersModel
   ``post_layernorm`` of the CLS token.
 
 Inputs are normalised float pixels ``[N, H, W, C]`` (channels last; see :func:`preprocess`). Any
-``H, W`` of at least one patch works: the position grid is resized with :func:`bicubic_resize`
-exactly as transformers' ``interpolate_pos_encoding`` does (for CLIP that is its
-``interpolate_pos_encoding=True`` path). Shapes are static, so one compiled function per size.
+``H, W`` of at least one patch works: the position grid is resized with
+:func:`~pvm_mbrl.encoders.bicubic.bicubic_resize` exactly as transformers'
+``interpolate_pos_encoding`` does (for CLIP that is its ``interpolate_pos_encoding=True`` path).
+Shapes are static, so one compiled function per size.
 
 Parameters are float32; ``dtype`` sets the compute dtype (norm statistics and attention softmax
 stay float32). The blocks live in the ``nnx.List`` ``blocks``, so a parameter filter can pick
 "the last k blocks" by path, and :meth:`ViT.embed`, :meth:`ViT.blocks_forward`,
 :meth:`ViT.final_norm` and :meth:`ViT.pooled` let callers cache activations of the frozen part;
 :meth:`ViT.attention_probs` gives a block's softmax attention (for attention-map analyses).
+
+The configuration lives in :mod:`pvm_mbrl.encoders.vit_config`, the transformer blocks in
+:mod:`pvm_mbrl.encoders.vit_layers`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-import math
 from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
-FAMILIES = ("dinov2", "clip")
+from pvm_mbrl.encoders.bicubic import bicubic_resize
+from pvm_mbrl.encoders.vit_config import ViTConfig
+from pvm_mbrl.encoders.vit_layers import Block, _layer_norm
 
 # Per-family pixel normalisation (mean, std), as in the models' Hugging Face image processors.
 NORMALISATION = {
     "dinov2": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
     "clip": ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)),
 }
-
-
-def _quick_gelu(x: jax.Array) -> jax.Array:
-    return x * jax.nn.sigmoid(1.702 * x)
-
-
-# transformers' ACT2FN names -> JAX functions with the same formula.
-ACTIVATIONS = {
-    "gelu": functools.partial(jax.nn.gelu, approximate=False),
-    "gelu_new": functools.partial(jax.nn.gelu, approximate=True),
-    "gelu_pytorch_tanh": functools.partial(jax.nn.gelu, approximate=True),
-    "quick_gelu": _quick_gelu,
-    "silu": jax.nn.silu,
-    "swish": jax.nn.silu,
-    "relu": jax.nn.relu,
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class ViTConfig:
-    """Static shape and behaviour of a :class:`ViT`.
-
-    ``image_size // patch_size`` is the side of the stored (square) position grid. ``mlp_dim`` is
-    the MLP hidden width (for SwiGLU: the width of each of the gate and up projections).
-    ``layerscale_value`` is None for no LayerScale (CLIP), else LayerScale's initial value.
-    ``pos_antialias`` resizes the position grid with torch's antialiased bicubic
-    (``Dinov2WithRegistersModel`` does, ``Dinov2Model`` and CLIP do not).
-    """
-
-    family: str
-    hidden_size: int
-    num_layers: int
-    num_heads: int
-    mlp_dim: int
-    image_size: int
-    patch_size: int
-    num_channels: int = 3
-    head_dim: int | None = None
-    hidden_act: str = "gelu"
-    layer_norm_eps: float = 1e-6
-    qkv_bias: bool = True
-    swiglu: bool = False
-    layerscale_value: float | None = 1.0
-    num_register_tokens: int = 0
-    pos_antialias: bool = False
-
-    def __post_init__(self):
-        if self.family not in FAMILIES:
-            raise ValueError(f"family must be one of {FAMILIES}, got {self.family!r}")
-        if not self.swiglu and self.hidden_act not in ACTIVATIONS:
-            raise NotImplementedError(
-                f"hidden_act {self.hidden_act!r} is not supported; expected one of "
-                f"{sorted(ACTIVATIONS)}"
-            )
-        if self.head_dim is None and self.hidden_size % self.num_heads:
-            raise ValueError(
-                f"hidden_size {self.hidden_size} must be divisible by num_heads {self.num_heads}"
-            )
-        if self.image_size < self.patch_size:
-            raise ValueError(f"image_size {self.image_size} < patch_size {self.patch_size}")
-        if self.family == "clip" and (
-            self.swiglu or self.num_register_tokens or self.layerscale_value is not None
-        ):
-            raise ValueError("CLIP has no SwiGLU, register tokens or LayerScale")
-
-    @property
-    def attn_head_dim(self) -> int:
-        return self.head_dim or self.hidden_size // self.num_heads
-
-    @property
-    def grid_size(self) -> int:
-        """Side of the stored position-embedding grid."""
-        return self.image_size // self.patch_size
-
-
-def _cubic(x: np.ndarray, a: float) -> np.ndarray:
-    """Keys' cubic convolution kernel with parameter ``a`` at distances ``x``."""
-    x = np.abs(x)
-    near = ((a + 2) * x - (a + 3)) * x * x + 1
-    far = ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
-    return np.where(x < 1, near, np.where(x < 2, far, 0.0))
-
-
-@functools.lru_cache(maxsize=64)
-def bicubic_weights(in_size: int, out_size: int, antialias: bool = False) -> np.ndarray:
-    """``[out_size, in_size]`` matrix of torch's 1-D bicubic resampling (``align_corners=False``).
-
-    Without antialias (``F.interpolate(mode="bicubic")``): source
-    ``s = (i + 0.5) * in / out - 0.5``, the four taps ``floor(s) - 1 .. floor(s) + 2`` clamped to
-    the border, ``a = -0.75``.
-    With antialias (``antialias=True``, PIL's filter): taps around ``c = (i + 0.5) * in / out``
-    within ``2 * max(in / out, 1)``, weights ``cubic((j + 0.5 - c) / max(in / out, 1))`` with
-    ``a = -0.5``, cut at the border and normalised to sum 1.
-    """
-    scale = in_size / out_size
-    w = np.zeros((out_size, in_size), np.float64)
-    for i in range(out_size):
-        if not antialias:
-            src = scale * (i + 0.5) - 0.5
-            base = math.floor(src)
-            for k in range(-1, 3):
-                w[i, min(max(base + k, 0), in_size - 1)] += _cubic(
-                    np.float64(src - base - k), -0.75
-                )
-        else:
-            support = 2.0 * max(scale, 1.0)
-            centre = scale * (i + 0.5)
-            lo = max(int(centre - support + 0.5), 0)
-            hi = min(int(centre + support + 0.5), in_size)
-            taps = np.arange(lo, hi)
-            weights = _cubic((taps - centre + 0.5) / max(scale, 1.0), -0.5)
-            w[i, lo:hi] = weights / weights.sum()
-    return w
-
-
-def bicubic_resize(x: jax.Array, size: tuple[int, int], *, antialias: bool = False) -> jax.Array:
-    """Resize ``x [H, W, ...]`` to ``size`` like torch's ``F.interpolate(mode="bicubic",
-    align_corners=False, antialias=antialias)``, in float32.
-
-    Written here because ``jax.image.resize`` does not match torch: its cubic kernel uses
-    ``a = -0.5`` and it always antialiases when downsampling, while torch's plain bicubic uses
-    ``a = -0.75`` with border-clamped taps (see :func:`bicubic_weights`). Separable: one static
-    weight matrix per axis, applied with two einsums.
-    """
-    h, w = x.shape[:2]
-    wh = jnp.asarray(bicubic_weights(h, size[0], antialias), jnp.float32)
-    ww = jnp.asarray(bicubic_weights(w, size[1], antialias), jnp.float32)
-    hi = jax.lax.Precision.HIGHEST
-    x = jnp.einsum("oh,hw...->ow...", wh, x.astype(jnp.float32), precision=hi)
-    return jnp.einsum("pw,ow...->op...", ww, x, precision=hi)
 
 
 def _size_pair(size: int | Sequence[int]) -> tuple[int, int]:
@@ -203,104 +75,6 @@ def preprocess(images: jax.Array, family: str, size: int | Sequence[int]) -> jax
         x = jnp.clip(x, 0.0, 1.0)
     mean, std = (jnp.asarray(v, jnp.float32) for v in NORMALISATION[family])
     return (x - mean) / std
-
-
-def _linear(din: int, dout: int, *, bias: bool, rngs: nnx.Rngs, dtype) -> nnx.Linear:
-    return nnx.Linear(
-        din,
-        dout,
-        use_bias=bias,
-        kernel_init=nnx.initializers.truncated_normal(0.02),
-        dtype=dtype,
-        param_dtype=jnp.float32,
-        rngs=rngs,
-    )
-
-
-def _layer_norm(cfg: ViTConfig, *, rngs: nnx.Rngs, dtype) -> nnx.LayerNorm:
-    return nnx.LayerNorm(
-        cfg.hidden_size,
-        epsilon=cfg.layer_norm_eps,
-        use_fast_variance=False,
-        dtype=dtype,
-        param_dtype=jnp.float32,
-        rngs=rngs,
-    )
-
-
-class Attention(nnx.Module):
-    """Multi-head self-attention (no mask) with separate q/k/v projections."""
-
-    def __init__(self, cfg: ViTConfig, *, rngs: nnx.Rngs, dtype=jnp.float32):
-        d, inner = cfg.hidden_size, cfg.num_heads * cfg.attn_head_dim
-        self.q_proj = _linear(d, inner, bias=cfg.qkv_bias, rngs=rngs, dtype=dtype)
-        self.k_proj = _linear(d, inner, bias=cfg.qkv_bias, rngs=rngs, dtype=dtype)
-        self.v_proj = _linear(d, inner, bias=cfg.qkv_bias, rngs=rngs, dtype=dtype)
-        self.o_proj = _linear(inner, d, bias=True, rngs=rngs, dtype=dtype)
-        self.num_heads, self.head_dim = cfg.num_heads, cfg.attn_head_dim
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        split = (*x.shape[:-1], self.num_heads, self.head_dim)
-        q, k, v = (p(x).reshape(split) for p in (self.q_proj, self.k_proj, self.v_proj))
-        y = jax.nn.dot_product_attention(q, k, v, scale=self.head_dim**-0.5)
-        return self.o_proj(y.reshape(*x.shape[:-1], -1))
-
-    def probs(self, x: jax.Array) -> jax.Array:
-        """Attention probabilities ``[N, heads, T, T]`` (query, key) for input ``x [N, T, D]``:
-        ``softmax(q k^T / sqrt(head_dim))`` over keys, in float32, with the projections and
-        scale of :meth:`__call__` (which this does not change)."""
-        split = (*x.shape[:-1], self.num_heads, self.head_dim)
-        q, k = (p(x).reshape(split) for p in (self.q_proj, self.k_proj))
-        logits = jnp.einsum("ntha,nsha->nhts", q, k, preferred_element_type=jnp.float32)
-        return jax.nn.softmax(logits * self.head_dim**-0.5, axis=-1)
-
-
-class MLP(nnx.Module):
-    """``fc2(act(fc1(x)))``."""
-
-    def __init__(self, cfg: ViTConfig, *, rngs: nnx.Rngs, dtype=jnp.float32):
-        self.fc1 = _linear(cfg.hidden_size, cfg.mlp_dim, bias=True, rngs=rngs, dtype=dtype)
-        self.fc2 = _linear(cfg.mlp_dim, cfg.hidden_size, bias=True, rngs=rngs, dtype=dtype)
-        self.act = ACTIVATIONS[cfg.hidden_act]
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return self.fc2(self.act(self.fc1(x)))
-
-
-class SwiGLU(nnx.Module):
-    """``down_proj(silu(gate_proj(x)) * up_proj(x))`` (DINOv2's ``use_swiglu_ffn``)."""
-
-    def __init__(self, cfg: ViTConfig, *, rngs: nnx.Rngs, dtype=jnp.float32):
-        d, h = cfg.hidden_size, cfg.mlp_dim
-        self.gate_proj = _linear(d, h, bias=True, rngs=rngs, dtype=dtype)
-        self.up_proj = _linear(d, h, bias=True, rngs=rngs, dtype=dtype)
-        self.down_proj = _linear(h, d, bias=True, rngs=rngs, dtype=dtype)
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return self.down_proj(jax.nn.silu(self.gate_proj(x)) * self.up_proj(x))
-
-
-class Block(nnx.Module):
-    """Pre-norm transformer block, with LayerScale ``ls1`` / ``ls2`` when configured."""
-
-    def __init__(self, cfg: ViTConfig, *, rngs: nnx.Rngs, dtype=jnp.float32):
-        self.norm1 = _layer_norm(cfg, rngs=rngs, dtype=dtype)
-        self.attn = Attention(cfg, rngs=rngs, dtype=dtype)
-        self.norm2 = _layer_norm(cfg, rngs=rngs, dtype=dtype)
-        self.mlp = (SwiGLU if cfg.swiglu else MLP)(cfg, rngs=rngs, dtype=dtype)
-        if cfg.layerscale_value is None:
-            self.ls1 = self.ls2 = None
-        else:
-            self.ls1 = nnx.Param(jnp.full((cfg.hidden_size,), cfg.layerscale_value, jnp.float32))
-            self.ls2 = nnx.Param(jnp.full((cfg.hidden_size,), cfg.layerscale_value, jnp.float32))
-        self.dtype = dtype
-
-    def _scale(self, y: jax.Array, ls: nnx.Param | None) -> jax.Array:
-        return y if ls is None else y * ls[...].astype(self.dtype)
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        x = x + self._scale(self.attn(self.norm1(x)), self.ls1)
-        return x + self._scale(self.mlp(self.norm2(x)), self.ls2)
 
 
 @nnx.remat

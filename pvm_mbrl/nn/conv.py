@@ -88,284 +88,32 @@ first-touch page faults), which is why cache-sized chunks win.
 
 Use :func:`conv_pool` and :func:`upsample_conv` with the defaults; ``method="direct",
 wgrad="xla"`` reproduces the original computation.
+
+The pieces: :mod:`pvm_mbrl.nn.conv_wgrad` (the conv with its weight-gradient choice, and
+:func:`~pvm_mbrl.nn.conv_wgrad.conv` for a plain conv) and :mod:`pvm_mbrl.nn.conv_phases` (tap
+maps, space-to-depth reshapes, max-pooling and upsampling).
 """
 
 from __future__ import annotations
 
-import functools
-import itertools
-
 import jax
-import jax.numpy as jnp
-import numpy as np
 
-__all__ = [
-    "conv",
-    "conv_pool",
-    "depth_to_space",
-    "maxpool2",
-    "phase_taps",
-    "s2d_kernel",
-    "space_to_depth",
-    "upsample2",
-    "upsample_conv",
-    "upsample_kernel",
-]
+from pvm_mbrl.nn.conv_phases import (
+    _tied_max,
+    depth_to_space,
+    maxpool2,
+    s2d_kernel,
+    space_to_depth,
+    upsample2,
+    upsample_kernel,
+)
+from pvm_mbrl.nn.conv_wgrad import _check, _conv4, _flat, _resolve_wgrad
 
-_DN = ("NHWC", "HWIO", "NHWC")
-# Per-chunk working set (im2col patches + cotangent) of the im2col weight gradient, in bytes.
-_WGRAD_CHUNK_BYTES = 2 << 20
+__all__ = ["conv_pool", "upsample_conv"]
 
-
-def _check(x: jax.Array, w: jax.Array, b: jax.Array | None, what: str) -> int:
-    """Validate NHWC ``x``, HWIO ``w`` (square, odd) and ``b``; return the kernel size."""
-    wshape, xshape = tuple(jnp.shape(w)), tuple(jnp.shape(x))
-    if len(wshape) != 4:
-        raise ValueError(f"{what}: kernel must be HWIO [k, k, Cin, Cout], got shape {wshape}")
-    k, kw, cin, cout = wshape
-    if k != kw or k % 2 == 0:
-        raise ValueError(
-            f"{what}: kernel must be square with an odd size (SAME padding is then symmetric), "
-            f"got {k}x{kw}"
-        )
-    if len(xshape) < 3 or xshape[-1] != cin:
-        raise ValueError(
-            f"{what}: input must be [..., H, W, {cin}] (Cin of the kernel), got shape {xshape}"
-        )
-    if b is not None and tuple(jnp.shape(b)) != (cout,):
-        raise ValueError(f"{what}: bias must have shape ({cout},), got {tuple(jnp.shape(b))}")
-    return k
-
-
-def _flat(x: jax.Array) -> tuple[tuple[int, ...], jax.Array]:
-    """``[..., H, W, C]`` -> (leading dims, ``[N, H, W, C]``)."""
-    return x.shape[:-3], x.reshape(-1, *x.shape[-3:])
-
-
-def _conv_xla(x: jax.Array, w: jax.Array) -> jax.Array:
-    return jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=_DN)
-
-
-# --- weight gradient by chunked im2col ------------------------------------------------------------
-
-
-def _wgrad_chunk(n: int, per_image: int, budget: int) -> int:
-    """Images per chunk: the largest power of two <= n whose working set fits ``budget``."""
-    chunk = 1
-    while chunk * 2 <= n and chunk * 2 * per_image <= budget:
-        chunk *= 2
-    return chunk
-
-
-def _wgrad_im2col(x: jax.Array, g: jax.Array, k: int, budget: int | None = None):
-    """``d/dw`` of the SAME conv: ``sum_{n,i,j} x_pad[n, i+dy, j+dx, c] g[n, i, j, o]``.
-
-    Computed as one matmul of im2col patches ``[b*H*W, k*k*C]`` with ``g`` per chunk of ``b``
-    images (small enough to stay in cache), accumulated over the batch by ``lax.scan``.
-    """
-    n, h, wd, c = x.shape
-    o = g.shape[-1]
-    p = k // 2
-    acc_dtype = jnp.promote_types(jnp.result_type(x, g), jnp.float32)
-
-    def one(xc, gc):
-        xp = jnp.pad(xc, ((0, 0), (p, p), (p, p), (0, 0)))
-        taps = [xp[:, dy : dy + h, dx : dx + wd] for dy in range(k) for dx in range(k)]
-        pat = jnp.stack(taps, 3)  # [b, H, W, k*k, C]
-        return jnp.einsum("nhwtc,nhwo->tco", pat, gc, preferred_element_type=acc_dtype)
-
-    per_image = h * wd * (k * k * c + o) * x.dtype.itemsize
-    chunk = _wgrad_chunk(n, per_image, _WGRAD_CHUNK_BYTES if budget is None else budget)
-    steps, rest = divmod(n, chunk)
-    if steps == 1 and rest == 0:
-        dw = one(x, g)
-    else:
-        xs = x[: steps * chunk].reshape(steps, chunk, h, wd, c)
-        gs = g[: steps * chunk].reshape(steps, chunk, h, wd, o)
-        dw = jax.lax.scan(
-            lambda acc, xg: (acc + one(*xg), None), jnp.zeros((k * k, c, o), acc_dtype), (xs, gs)
-        )[0]
-        if rest:
-            dw = dw + one(x[steps * chunk :], g[steps * chunk :])
-    return dw.reshape(k, k, c, o)
-
-
-@jax.custom_vjp
-def _conv_im2col_wgrad(x: jax.Array, w: jax.Array) -> jax.Array:
-    return _conv_xla(x, w)
-
-
-def _conv_im2col_wgrad_fwd(x, w):
-    return _conv_xla(x, w), (x, w)
-
-
-def _conv_im2col_wgrad_bwd(res, g):
-    x, w = res
-    dx = jax.vjp(lambda x_: _conv_xla(x_, w), x)[1](g)[0]
-    dw = _wgrad_im2col(x, g, w.shape[0]).astype(w.dtype)
-    return dx, dw
-
-
-_conv_im2col_wgrad.defvjp(_conv_im2col_wgrad_fwd, _conv_im2col_wgrad_bwd)
-
-
-# "auto" policy, from the measurements in the module docstring: the s2d form pays off for
-# few input channels (RGB / grayscale first layer), the im2col weight gradient for convs at
-# up to 32x32 (at 64x64 its per-image patches no longer fit in cache and XLA's is as fast).
+# "auto" policy, from the measurements above: the s2d form pays off for few input channels
+# (RGB / grayscale first layer).
 _S2D_MAX_CIN = 4
-_IM2COL_MAX_PIXELS = 32 * 32
-
-
-def _resolve_wgrad(wgrad: str, x4: jax.Array) -> str:
-    """``wgrad`` for a conv of ``x4 = [N, H, W, C]``, resolving ``"auto"``."""
-    if wgrad == "auto":
-        return "im2col" if x4.shape[1] * x4.shape[2] <= _IM2COL_MAX_PIXELS else "xla"
-    if wgrad not in ("xla", "im2col"):
-        raise ValueError(f"wgrad must be 'auto', 'xla' or 'im2col', got {wgrad!r}")
-    return wgrad
-
-
-def _conv4(x: jax.Array, w: jax.Array, wgrad: str) -> jax.Array:
-    """SAME stride-1 conv of ``[N, H, W, C]`` with the chosen weight-gradient algorithm."""
-    if wgrad == "xla":
-        return _conv_xla(x, w)
-    if wgrad == "im2col":
-        return _conv_im2col_wgrad(x, w)
-    raise ValueError(f"wgrad must be 'auto', 'xla' or 'im2col', got {wgrad!r}")
-
-
-def conv(
-    x: jax.Array, w: jax.Array, b: jax.Array | None = None, *, wgrad: str = "auto"
-) -> jax.Array:
-    """Stride-1 SAME cross-correlation ``[..., H, W, Cin] x [k, k, Cin, Cout]`` (+ bias).
-
-    ``wgrad="im2col"`` keeps the forward pass and the input gradient but computes the weight
-    gradient by chunked im2col matmuls (same sum, other order) instead of XLA's transposed conv.
-    """
-    _check(x, w, b, "conv")
-    batch, x4 = _flat(x)
-    y = _conv4(x4, w, _resolve_wgrad(wgrad, x4))
-    if b is not None:
-        y = y + b
-    return y.reshape(*batch, *y.shape[1:])
-
-
-# --- phase (sub-pixel) tap maps -------------------------------------------------------------------
-
-
-@functools.cache
-def phase_taps(k: int) -> np.ndarray:
-    """0/1 map ``M[phase, offset + r, tap, q]`` of a SAME size-``k`` kernel onto half resolution.
-
-    Full-resolution row ``Y = 2 i + phase`` of a SAME conv reads row ``Y + d - p`` for tap
-    ``d = 0 .. k-1`` (``p = k // 2``), which is row ``2 (i + offset) + q`` with
-    ``offset = floor((phase + d - p) / 2)`` and ``q = (phase + d - p) mod 2``. Offsets span
-    ``[-r, r]`` with ``r = ceil(p / 2)`` (``floor(-p / 2) = -r`` at ``phase = d = 0``,
-    ``floor((1 + p) / 2) = r`` at ``phase = 1, d = k - 1``), so every phase is a SAME conv of
-    size ``2 r + 1`` at half resolution: 3 for ``k`` = 3 or 5, 5 for ``k`` = 7 or 9.
-    """
-    if k < 1 or k % 2 == 0:
-        raise ValueError(f"kernel size must be odd and positive, got {k}")
-    p = k // 2
-    r = (p + 1) // 2
-    m = np.zeros((2, 2 * r + 1, k, 2), np.float32)
-    for ph in range(2):
-        for d in range(k):
-            o, q = divmod(ph + d - p, 2)
-            m[ph, o + r, d, q] = 1.0
-    return m
-
-
-def upsample_kernel(w: jax.Array) -> jax.Array:
-    """``[k, k, Ci, Co]`` -> ``[K, K, Ci, 4 Co]`` (out channels ``(py, px, co)``), ``K = 2r+1``.
-
-    ``W[oy, ox, ci, (py, px, co)] = sum of w[dy, dx, ci, co]`` over the taps that a nearest-2x
-    upsampled input maps onto low-resolution offset ``(oy, ox)`` for output phase ``(py, px)``.
-    """
-    k, _, ci, co = w.shape
-    m = jnp.asarray(phase_taps(k).sum(-1), w.dtype)  # [phase, offset, tap]
-    kk = m.shape[1]
-    return jnp.einsum("aod,bpe,deic->opiabc", m, m, w).reshape(kk, kk, ci, 4 * co)
-
-
-def s2d_kernel(w: jax.Array) -> jax.Array:
-    """``[k, k, Ci, Co]`` -> ``[K, K, 4 Ci, 4 Co]``: in ``(qy, qx, ci)``, out ``(py, px, co)``.
-
-    ``W[oy, ox, (qy, qx, ci), (py, px, co)] = w[dy, dx, ci, co]`` for the one tap ``(dy, dx)``
-    that maps output phase ``(py, px)`` onto input phase ``(qy, qx)`` at offset ``(oy, ox)``
-    (zero if none), so a conv on the space-to-depth input gives all four output phases.
-    """
-    k, _, ci, co = w.shape
-    m = jnp.asarray(phase_taps(k), w.dtype)  # [phase, offset, tap, q]
-    kk = m.shape[1]
-    w3 = jnp.einsum("aodq,bpes,deic->opqsiabc", m, m, w)
-    return w3.reshape(kk, kk, 4 * ci, 4 * co)
-
-
-def space_to_depth(x: jax.Array) -> jax.Array:
-    """``[..., 2H, 2W, C]`` -> ``[..., H, W, 4 C]`` with channels ``(qy, qx, c)``."""
-    *batch, h, wd, c = x.shape
-    x = x.reshape(*batch, h // 2, 2, wd // 2, 2, c)
-    x = jnp.moveaxis(x, -4, -3)  # [..., H, W, qy, qx, C]
-    return x.reshape(*batch, h // 2, wd // 2, 4 * c)
-
-
-def depth_to_space(x: jax.Array) -> jax.Array:
-    """``[..., H, W, 4 C]`` with channels ``(py, px, c)`` -> ``[..., 2H, 2W, C]``."""
-    *batch, h, wd, c4 = x.shape
-    c = c4 // 4
-    x = x.reshape(*batch, h, wd, 2, 2, c)
-    x = jnp.moveaxis(x, -3, -4)  # [..., H, py, W, px, C]
-    return x.reshape(*batch, 2 * h, 2 * wd, c)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
-def _tied_max(x: jax.Array, axes: tuple[int, ...]) -> jax.Array:
-    """``x.max(axes)`` whose gradient is JAX's, bit for bit, computed in two fused passes.
-
-    JAX's rule splits the cotangent evenly among tied maxima: ``mask * (ct / count)``; its
-    ``count`` is a strided reduction that XLA:CPU runs slowly. Here ``count`` sums the few
-    window slices elementwise instead (3-4x faster backward for 2x2 pooling windows).
-    """
-    return x.max(axes)
-
-
-def _tied_max_fwd(x, axes):
-    y = x.max(axes)
-    return y, (x, y)
-
-
-def _tied_max_bwd(axes, res, ct):
-    x, y = res
-    count = jnp.zeros_like(ct)
-    for idx in itertools.product(*(range(x.shape[a]) for a in axes)):
-        at = [slice(None)] * x.ndim
-        for a, i in zip(axes, idx):
-            at[a] = i
-        count = count + (x[tuple(at)] == y).astype(ct.dtype)
-    mask = (x == jnp.expand_dims(y, axes)).astype(ct.dtype)
-    return (mask * jnp.expand_dims(ct / count, axes),)
-
-
-_tied_max.defvjp(_tied_max_fwd, _tied_max_bwd)
-
-
-def maxpool2(x: jax.Array) -> jax.Array:
-    """2x2 max-pooling with stride 2 of ``[..., H, W, C]`` (H and W even).
-
-    Same values and gradient as ``x.reshape(..., H/2, 2, W/2, 2, C).max((-4, -2))``.
-    """
-    *batch, h, wd, c = x.shape
-    x = x.reshape(*batch, h // 2, 2, wd // 2, 2, c)
-    return _tied_max(x, (x.ndim - 4, x.ndim - 2))
-
-
-def upsample2(x: jax.Array) -> jax.Array:
-    """Nearest-neighbour 2x upsampling of ``[..., H, W, C]``."""
-    return jnp.repeat(jnp.repeat(x, 2, -3), 2, -2)
-
-
-# --- the two DreamerV3 stages ---------------------------------------------------------------------
 
 
 def conv_pool(
