@@ -14,7 +14,7 @@ from pvm_mbrl import replay as replay_lib
 from pvm_mbrl.dreamer.inputs import LATENT_KEYS
 
 if TYPE_CHECKING:
-    from pvm_mbrl.train import TrainState
+    from pvm_mbrl.train.loop import TrainState
 
 
 class Collector:

@@ -21,8 +21,8 @@ policy carries, replay) and the training batch axis are sharded over the mesh's 
 and the agent is replicated; the result equals the single-device one up to float reduction
 order.
 
-The loop's settings live in :mod:`pvm_mbrl.train_config` (:class:`TrainConfig`, also importable
-from here), env stepping and recording in :mod:`pvm_mbrl.collect` (mixin ``Collector``).
+The loop's settings live in :mod:`pvm_mbrl.train.config` (:class:`TrainConfig`), env stepping
+and recording in :mod:`pvm_mbrl.train.collect` (mixin ``Collector``).
 """
 
 from __future__ import annotations
@@ -35,12 +35,10 @@ from flax import struct
 
 from pvm_mbrl import parallel
 from pvm_mbrl import replay as replay_lib
-from pvm_mbrl.collect import Collector
 from pvm_mbrl.dreamer.agent import AgentState, Dreamer
 from pvm_mbrl.envs.wrappers import AutoReset
-from pvm_mbrl.train_config import TrainConfig
-
-__all__ = ["TrainConfig", "TrainState", "Trainer"]
+from pvm_mbrl.train.collect import Collector
+from pvm_mbrl.train.config import TrainConfig
 
 
 @struct.dataclass
