@@ -173,7 +173,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--task", default="Reach")
     ap.add_argument(
-        "--camera", default=None, help="default: front for manipulation, camera 0 for dmc/"
+        "--camera", default=None, help="default: the task's (envs.make)"
     )
     ap.add_argument("--action-repeat", type=int, default=1)
     ap.add_argument("--image", type=int, default=64)
@@ -386,7 +386,7 @@ def make_env(a, num_envs: int):
         a.task,
         **mode,
         image_size=a.image,
-        camera=a.camera or (None if a.task.startswith("dmc/") else "front"),
+        camera=a.camera,
         episode_length=a.episode_length,
         action_repeat=a.action_repeat,
         num_envs=num_envs,

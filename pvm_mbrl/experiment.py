@@ -52,8 +52,8 @@ OBS = {"pixels": ("pixels",), "pixels+proprio": ("pixels", "proprio"), "state": 
 class Experiment:
     """Everything one run needs; saved as ``experiment.json`` in ``logdir``.
 
-    Env: ``task`` (a manipulation task or ``dmc/<domain>_<task>``), ``camera`` (None: "front"
-    for the manipulation tasks, camera 0 for dmc/), ``image_size``, ``obs`` (``pixels``,
+    Env: ``task`` (a manipulation task or ``dmc/<domain>_<task>``), ``camera`` (None: the task's
+    default, as in ``envs.make``), ``image_size``, ``obs`` (``pixels``,
     ``pixels+proprio`` or ``state``), ``action_repeat``, ``episode_length`` (None: the task's),
     ``shift`` (train-time visual shift preset, ``id`` for none).
     Agent: ``encoder`` (registry name), ``finetune`` / ``checkpoint`` / ``input_size`` (PVM
@@ -125,7 +125,7 @@ class Experiment:
         mode = "state" if self.obs == "state" else "pixels+state" if "proprio" in self.obs else ""
         kwargs = dict(
             image_size=self.image_size,
-            camera=self.camera or (None if self.task.startswith("dmc/") else "front"),
+            camera=self.camera,
             action_repeat=self.action_repeat,
             episode_length=self.episode_length,
         )

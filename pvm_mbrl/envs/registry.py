@@ -43,7 +43,8 @@ def make(
     task's: for a manipulation task that many agent steps, for a ``dmc/`` task 1,000 frames
     (control steps) divided by the action repeat, as the suite's benchmarks count them.
     Integer arguments must be integers (``int`` or numpy), never bools, floats or strings.
-    ``camera=None`` is the task's default camera (``"wrist"``; camera 0 for ``dmc/``).
+    ``camera=None`` is the task's ``default_camera``: ``"front"`` for Reach, ``"wrist"`` for the
+    other table-top tasks, camera 0 for ``dmc/``.
     ``num_envs=None`` leaves out ``BatchEnv``; ``auto_reset=False`` leaves out ``AutoReset``.
     ``render=False`` (only with ``obs_mode="state"``) skips the renderer for physics speed.
     ``shift`` renders under a visual shift preset, or one preset per env (``envs.with_shift``);

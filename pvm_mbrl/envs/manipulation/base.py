@@ -58,7 +58,7 @@ class ManipulationEnv(RenderedEnv):
     Args:
       objects, markers: scene content (see ``scene.build_xml``).
       image_size: square image side in pixels.
-      camera: "wrist" or "front".
+      camera: "wrist" or "front"; ``None``: the task's ``default_camera``.
       obs_mode: "pixels", "state" or "pixels+state".
       render: whether to render; default: when ``obs_mode`` includes pixels.
       render_shadows: shadow rays in the renderer.
@@ -70,6 +70,7 @@ class ManipulationEnv(RenderedEnv):
 
     task_state_size = 0
     default_episode_length = 80
+    default_camera = "wrist"  # the study's view of the objects
     start = START  # gripper frame position at reset, before +-3 cm of x/y noise
     marker_radius = scene.GOAL_RADIUS  # goal spheres (see ``scene.MARKER_RADIUS``)
 
@@ -79,7 +80,7 @@ class ManipulationEnv(RenderedEnv):
         markers=("goal",),
         *,
         image_size: int = 64,
-        camera: str = "wrist",
+        camera: str | None = None,
         obs_mode: str = "pixels",
         render: bool | None = None,
         render_shadows: bool = True,
@@ -93,6 +94,7 @@ class ManipulationEnv(RenderedEnv):
         if episode_length is None:
             episode_length = self.default_episode_length
         episode_length = core.check_int("episode_length", episode_length)
+        camera = self.default_camera if camera is None else camera
         if camera not in CAMERAS:
             raise ValueError(f"camera must be one of {CAMERAS}, got {camera!r}")
         self.objects = tuple(objects)

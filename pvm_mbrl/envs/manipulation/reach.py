@@ -22,6 +22,7 @@ class Reach(base.ManipulationEnv):
 
     task_state_size = 6
     default_episode_length = 50
+    default_camera = "front"  # the target must be seen: from the wrist it is out of view
     # The gripper starts behind the targets' region as the front camera sees it: from above the
     # centre it hid the target below it in about 20% of reset states (``envs.visibility``).
     start = (0.0, 0.15, 0.25)
