@@ -95,11 +95,14 @@ def caption(results_by_model: Mapping[str, Results], metric: str = "normalised")
     episodes = " or ".join(str(e) for e in sorted({r.episodes for r in results_by_model.values()}))
     text = (
         f"{metric.replace('_', ' ')} on {tasks}: mean ± standard error over seeds, "
-        f"{episodes} episodes per shift and seed (n/a: the task has no such split"
+        f"{episodes} episodes per shift and seed"
     )
+    keys = []
+    if any(r.notes for r in results_by_model.values()):
+        keys.append("n/a: the shift does not apply to the task")
     if len({r.shifts for r in results_by_model.values()}) > 1:
-        text += "; -: the model was not evaluated on that shift"
-    return text + ")"
+        keys.append("-: the model was not evaluated on that shift")
+    return text + (f" ({'; '.join(keys)})" if keys else "")
 
 
 def write_results(
