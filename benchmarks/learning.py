@@ -31,11 +31,10 @@ import textwrap
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import pvm_mbrl
-from pvm_mbrl import checkpoint, envs, media
+from pvm_mbrl import checkpoint, envs, evaluate, media
 from pvm_mbrl.dreamer.agent import Dreamer
 from pvm_mbrl.dreamer.config import PRESETS, DreamerConfig
 from pvm_mbrl.dreamer.optim import OptimizerConfig
@@ -61,69 +60,8 @@ def random_baseline(task, episodes, episode_length, seed=0, action_repeat=1):
         num_envs=episodes,
         auto_reset=False,
     )
-    shape = (episodes, *env.action_space.shape)
-
-    @jax.jit
-    def run(key):
-        def body(carry, k):
-            s, ret, once, alive = carry
-            s = env.step(s, jax.random.uniform(k, shape, minval=-1.0, maxval=1.0))
-            ret = ret + jnp.where(alive, s.reward, 0.0)
-            once = jnp.maximum(once, jnp.where(alive, success(s), 0.0))
-            return (s, ret, once, alive & ~s.done.astype(bool)), None
-
-        k_reset, k_steps = jax.random.split(key)
-        zeros = jnp.zeros(episodes, jnp.float32)
-        init = (env.reset(k_reset), zeros, zeros, jnp.ones(episodes, bool))
-        keys = jax.random.split(k_steps, env.episode_length)
-        (_, ret, once, _), _ = jax.lax.scan(body, init, keys)
-        return ret.mean(), once.mean()
-
-    ret, once = jax.device_get(run(jax.random.PRNGKey(seed)))
-    return float(ret), float(once)
-
-
-def play_fn(env, agent: Dreamer):
-    """Jitted ``(agent_state, key, random) -> dict``: one episode in each of ``env``'s envs
-    (batched, no auto-reset) with the agent's eval policy, or uniform random actions when
-    ``random``; the same ``key`` gives the same targets. Returns per-env ``return`` and
-    ``success_once`` and the frames of env 0 (``[T + 1, H, W, 3]``) when the env renders."""
-
-    def run(agent_state, key, random):
-        def body(c, k):
-            s, carry, first, ret, once, alive = c
-            seen = {name: s.obs[name] for name in agent.obs_keys}
-            act, carry = agent.policy(
-                agent_state, carry, {**seen, "is_first": first}, k, mode="eval"
-            )
-            if random:
-                act = jax.random.uniform(k, shape, minval=-1.0, maxval=1.0)
-            s = env.step(s, act)
-            ret = ret + jnp.where(alive, s.reward, 0.0)
-            once = jnp.maximum(once, jnp.where(alive, success(s), 0.0))
-            alive = alive & ~s.done.astype(bool)
-            frame = s.obs["pixels"][0] if "pixels" in s.obs else None
-            return (s, carry, jnp.zeros_like(first), ret, once, alive), frame
-
-        k_reset, k_steps = jax.random.split(key)
-        s0 = env.reset(k_reset)
-        b = s0.reward.shape[0]
-        shape = (b, *env.action_space.shape)
-        zeros = jnp.zeros(b, jnp.float32)
-        init = (s0, agent.initial_carry(b), jnp.ones(b, bool), zeros, zeros, jnp.ones(b, bool))
-        keys = jax.random.split(k_steps, env.episode_length)
-        (_, _, _, ret, once, _), frames = jax.lax.scan(body, init, keys)
-        out = dict(ret=ret, success_once=once)
-        if frames is not None:
-            out["frames"] = jnp.concatenate([s0.obs["pixels"][:1], frames])
-        return out
-
-    return jax.jit(run, static_argnums=2)
-
-
-def success(s) -> jax.Array:
-    """The step's ``success`` metric (0 for tasks without one, such as the dmc/ tasks)."""
-    return s.metrics.get("success", jnp.zeros_like(s.reward))
+    (out,) = jax.device_get(evaluate.make_rollout([env], episodes)(None, jax.random.PRNGKey(seed)))
+    return float(out["return"].mean()), float(out["success_once"].mean())
 
 
 def write_gif(learned: np.ndarray, rand: np.ndarray, path, scale: int = 4) -> None:
@@ -172,9 +110,7 @@ def plot(curve, rand_ret, rand_succ, path, title):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--task", default="Reach")
-    ap.add_argument(
-        "--camera", default=None, help="default: the task's (envs.make)"
-    )
+    ap.add_argument("--camera", default=None, help="default: the task's (envs.make)")
     ap.add_argument("--action-repeat", type=int, default=1)
     ap.add_argument("--image", type=int, default=64)
     ap.add_argument(
@@ -398,12 +334,12 @@ def final_eval(a, agent: Dreamer, agent_state) -> dict[str, tuple[float, float]]
     """Return and success_once of the eval policy and of random actions on the same
     ``a.eval_episodes`` fresh episodes (printed); writes ``a.gif`` from the first of them."""
     env = make_env(a, a.eval_episodes)
-    play = play_fn(env, agent)
+    play = evaluate.make_rollout([env], a.eval_episodes, agent, frames=bool(a.gif))
     key = jax.random.PRNGKey(a.seed + 2)
     out = {}
     for name, rand in (("learned", False), ("random", True)):
-        o = jax.device_get(play(agent_state, key, rand))
-        out[name] = (float(o["ret"].mean()), float(o["success_once"].mean()))
+        (o,) = jax.device_get(play(agent_state, key, rand))
+        out[name] = (float(o["return"].mean()), float(o["success_once"].mean()))
         out[name + "_frames"] = o.get("frames")
         print(
             f"{name} policy on {a.eval_episodes} episodes: return {out[name][0]:.2f}, "
