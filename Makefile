@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(PY) examples/demo.py
 
 test: $(STAMP)
-	$(PY) -m pytest -n 2 --dist loadfile -m "not slow and not learning" $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 --dist loadfile -m "not slow and not learning" --durations=25 $(PYTEST_ARGS)
 
 # The long integration checks left out of `make test` for time (CI runs them).
 test-slow: $(STAMP)
