@@ -80,8 +80,8 @@ def experiment(a, cls):
         seeds=tuple(range(a.seeds)),
         logdir=tempfile.mkdtemp(),
     )
-    probe = cls(**kw, chunk_steps=1)
-    return cls(**kw, chunk_steps=probe.train_config().cycle[0])
+    probe = cls.of(**kw, chunk_steps=1)
+    return probe.replace(chunk_steps=probe.loop.cycle[0])
 
 
 def main(argv=None):

@@ -16,7 +16,6 @@ pipeline on a short fresh run of the same task.
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import shutil
 
@@ -57,7 +56,7 @@ AGENT_RUN = dict(
 def make_agent(steps: int, run_dir: pathlib.Path, agent_dir: pathlib.Path = AGENT_DIR) -> None:
     """Train (or resume) the demo agent's run to ``steps`` env steps, then ship its newest
     checkpoint: ``agent_dir`` gets the run's ``experiment.json`` and that one step."""
-    exp = Experiment(**AGENT_RUN, steps=steps, logdir=str(run_dir))
+    exp = Experiment.of(**AGENT_RUN, steps=steps, logdir=str(run_dir))
     run(exp, resume=(run_dir / CONFIG_FILE).exists())
     export_agent(run_dir, agent_dir)
 
@@ -71,9 +70,8 @@ def export_agent(run_dir: pathlib.Path, agent_dir: pathlib.Path) -> pathlib.Path
     if agent_dir.exists():
         shutil.rmtree(agent_dir)
     (agent_dir / "checkpoints").mkdir(parents=True)
-    config = json.loads((pathlib.Path(run_dir) / CONFIG_FILE).read_text())
-    config["logdir"] = str(agent_dir.name)
-    (agent_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    exp = Experiment.load(run_dir).replace(logdir=agent_dir.name)
+    exp.save(agent_dir, spaces=Experiment.load_spaces(run_dir))
     return pathlib.Path(shutil.copytree(ckpts / str(step), agent_dir / "checkpoints" / str(step)))
 
 
@@ -87,9 +85,9 @@ def learned_vs_random_gif(agent_dir, path, shifts=SHIFTS, steps: int = 200, seed
     """The first ``steps`` agent steps of one episode per shift (rows) of the agent's eval
     policy (left) and of uniform random actions (right) from the same start, as a GIF."""
     exp, agent, (state, *_) = load_agent(agent_dir)
-    kwargs = {**exp.env_kwargs(), "episode_length": steps}
+    kwargs = {**exp.env.kwargs(), "episode_length": steps}
     env_list = [
-        envs.make(exp.task, num_envs=1, auto_reset=False, shift=s, **kwargs) for s in shifts
+        envs.make(exp.env.task, num_envs=1, auto_reset=False, shift=s, **kwargs) for s in shifts
     ]
     play = evaluate.make_rollout(env_list, 1, agent, frames=True)
     key = jax.random.PRNGKey(seed)
@@ -125,7 +123,7 @@ def main(argv=None) -> None:
     print(f"GIF (rows: {', '.join(SHIFTS)}; left: the agent, right: random actions): {gif}\n")
 
     fresh = out / "fresh"
-    exp = Experiment(**{**AGENT_RUN, "log_every": 256}, steps=args.steps, logdir=str(fresh))
+    exp = Experiment.of(**{**AGENT_RUN, "log_every": 256}, steps=args.steps, logdir=str(fresh))
     print(f"2. the training pipeline: the same agent from scratch for {args.steps:,} env steps")
     run(exp, resume=(fresh / CONFIG_FILE).exists())
     name = f"fresh run ({args.steps:,} env steps)"

@@ -66,10 +66,10 @@ def main() -> None:
         from pvm_mbrl.experiment import load_agent
 
         exp, _, states = load_agent(args.run)
-        if exp.encoder == "cnn":
+        if exp.agent.encoder == "cnn":
             parser.error(f"{args.run} trained the CNN encoder; the probe needs a PVM")
-        args.encoder, args.checkpoint = exp.encoder, args.checkpoint or exp.checkpoint
-        args.input_size = args.input_size or exp.input_size
+        args.encoder, args.checkpoint = exp.agent.encoder, args.checkpoint or exp.agent.checkpoint
+        args.input_size = args.input_size or exp.agent.input_size
         run_params = nnx.to_pure_dict(states[args.run_seed].params["encoder"]["vit"])
 
     if args.image_folder:

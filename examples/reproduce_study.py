@@ -103,12 +103,12 @@ def grid(args: Args) -> dict[str, Experiment]:
         partial, input_size = "partial(4)", 224
     lr = OptimizerConfig().lr
     common |= dict(camera="front", seeds=tuple(seeds))
-    exps = {"cnn": Experiment(**common, logdir=str(out / "cnn"))}
+    exps = {"cnn": Experiment.of(**common, logdir=str(out / "cnn"))}
     registry = {"dinov2": "dinov2-small", "clip": "clip-vit-b16"}
     for family, ckpt in pvms.items():
         for level in FINETUNE:
             name = f"{family}-{level}"
-            exps[name] = Experiment(
+            exps[name] = Experiment.of(
                 **common,
                 encoder=registry[family],
                 checkpoint=ckpt,
@@ -118,7 +118,7 @@ def grid(args: Args) -> dict[str, Experiment]:
                 pvm_lr=None if level == "frozen" else lr / 10,
                 logdir=str(out / name),
             )
-    exps["vit-scratch"] = Experiment(
+    exps["vit-scratch"] = Experiment.of(
         **common,
         encoder="vit-scratch",
         checkpoint=pvms["dinov2"],
@@ -137,7 +137,7 @@ def grid(args: Args) -> dict[str, Experiment]:
 def train(name: str, exp: Experiment, quiet: bool) -> None:
     from pvm_mbrl import checkpoint
 
-    folder = pathlib.Path(exp.logdir) / "checkpoints"
+    folder = pathlib.Path(exp.output.logdir) / "checkpoints"
     done = folder.exists() and checkpoint.Checkpointer(folder).latest_step()
     if done and done >= exp.steps:
         print(f"{name}: done ({done} env steps), skipped")
@@ -154,7 +154,7 @@ def main(argv=None) -> None:
     out = pathlib.Path(next(iter(exps.values())).logdir).parent
     # A re-run resumes these same runs (trained further), so their evaluation replaces the last.
     evaluate.evaluate_runs(
-        {name: exp.logdir for name, exp in exps.items()},
+        {name: exp.output.logdir for name, exp in exps.items()},
         out / "evaluation",
         episodes=args.episodes or (4 if args.scale == "tiny" else 16),
         overwrite=True,

@@ -78,9 +78,9 @@ def main(argv=None) -> None:
     resume = args.resume or args.resume_step is not None
     last = run(args.exp, resume=resume, progress=not args.quiet, resume_step=args.resume_step)
     print(
-        f"done: {args.exp.logdir} (return {last.get('episode/return', float('nan')):.2f}, "
+        f"done: {args.exp.output.logdir} (return {last.get('episode/return', float('nan')):.2f}, "
         f"success {last.get('episode/success_once', float('nan')):.2f}); "
-        f"tensorboard --logdir {args.exp.logdir}"
+        f"tensorboard --logdir {args.exp.output.logdir}"
     )
 
 

@@ -2,7 +2,7 @@
 
 Submodules are imported explicitly: ``from pvm_mbrl import envs``. Importing any part of the
 library changes nothing in the process; programs call :func:`setup` first (the library's own
-entry points do: ``Experiment.run``, the examples, the benchmarks and the tests).
+entry points do: ``experiment.run``, the examples, the benchmarks and the tests).
 """
 
 from pvm_mbrl import compile_cache, hostmem

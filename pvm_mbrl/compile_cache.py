@@ -2,7 +2,7 @@
 
 XLA compiles dominate short runs (40-120 s per agent function on a GPU, 10-30 s on a CPU), and
 a run compiles the same programs as the last one with the same shapes. ``pvm_mbrl.setup()``
-(which ``Experiment.run``, the examples, the benchmarks and the tests call; importing the
+(which ``experiment.run``, the examples, the benchmarks and the tests call; importing the
 library does not) therefore points JAX's own on-disk cache (``jax_compilation_cache_dir``) at a
 user cache folder, unless the user chose one:
 

@@ -109,7 +109,7 @@ def test_cache_folder_is_the_users_choice(tmp_path):
 
 def test_run_compiles_each_function_once(tmp_path):
     with CompileLog() as log:
-        run(Experiment(**FLAGS, logdir=str(tmp_path / "run")), progress=False)
+        run(Experiment.of(**FLAGS, logdir=str(tmp_path / "run")), progress=False)
     counts = collections.Counter(c.name for c in log.compiles)
     # init, prefill and the chunk (collection + updates), once each over 6 chunks, 8 logs,
     # 4 checkpoints and 4 media rounds; the media's open-loop rollout once.

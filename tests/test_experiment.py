@@ -5,6 +5,7 @@ checkpoint skipped for the newest good one, ``--resume-step``, the run-directory
 errors, loop settings checked before anything is written."""
 
 import dataclasses
+import json
 import logging
 import os
 import pathlib
@@ -128,7 +129,7 @@ def test_kill_and_resume_reproduces_the_uninterrupted_run(killed_run, caplog):
     with pytest.raises(FileExistsError, match="resume"):
         run(exp, progress=False)
     with pytest.raises(ValueError, match="size"):
-        run(dataclasses.replace(exp, size="tiny"), resume=True, progress=False)
+        run(exp.replace(size="tiny"), resume=True, progress=False)
 
 
 @pytest.mark.parametrize("save_replay", [True, False])
@@ -140,7 +141,7 @@ def test_checkpoint_round_trip(killed_run, tmp_path, save_replay):
     manager.save(7, state, exp.to_dict())
     manager.wait()
     restored = manager.restore(jax.eval_shape(trainer.init, KEYS))
-    assert manager.config()["size"] == "micro"
+    assert manager.config()["agent"]["size"] == "micro"
     if save_replay:
         leaves_equal(restored, state)
     else:
@@ -263,7 +264,7 @@ def test_damaged_checkpoint_falls_back_and_resume_step_chooses(killed_run, tmp_p
     with pytest.raises(ckpt.DamagedCheckpointError, match=rel):
         load_agent(logdir, RESUME_FROM)
     # --resume falls back to step 24, keeps the damaged step aside and trains on.
-    exp = dataclasses.replace(Experiment.load(logdir), logdir=str(logdir), steps=40)
+    exp = Experiment.load(logdir).replace(logdir=str(logdir), steps=40)
     with pytest.warns(ckpt.CheckpointWarning) as caught:
         run(exp, resume=True, progress=False)
     messages = "\n".join(str(w.message) for w in caught)
@@ -287,7 +288,7 @@ def test_damaged_checkpoint_falls_back_and_resume_step_chooses(killed_run, tmp_p
 
 def test_second_writer_is_refused_at_once(tmp_path):
     logdir = tmp_path / "run"
-    exp = Experiment(**{**FLAGS, "steps": 8, "logdir": str(logdir)})
+    exp = Experiment.of(**{**FLAGS, "steps": 8, "logdir": str(logdir)})
     with RunLock(logdir):
         holder = f"pid {os.getpid()} on host {socket.gethostname()}, started "
         with pytest.raises(
@@ -312,13 +313,13 @@ def test_second_writer_is_refused_at_once(tmp_path):
     # run releases the lock when it raises (here: a changed experiment).
     exp.save(logdir)
     with pytest.raises(ValueError, match="size"):
-        run(dataclasses.replace(exp, size="tiny"), resume=True, progress=False)
+        run(exp.replace(size="tiny"), resume=True, progress=False)
     RunLock(logdir).acquire().release()
 
 
 def test_resume_needs_a_run_directory(tmp_path, killed_run):
     missing = tmp_path / "mistyped"
-    exp = Experiment(**{**FLAGS, "steps": 8, "logdir": str(missing)})
+    exp = Experiment.of(**{**FLAGS, "steps": 8, "logdir": str(missing)})
     with pytest.raises(
         FileNotFoundError, match=f"cannot resume {missing}: it has no experiment.json"
     ):
@@ -347,9 +348,9 @@ def test_loop_settings_are_checked_before_anything_is_written(tmp_path):
     logdir = tmp_path / "run"
     # One sequence (batch_length 4) per env (2 envs) needs 8 steps of capacity.
     with pytest.raises(ValueError, match=r"replay_capacity \(6\) .* batch_length \(4\)"):
-        Experiment(**{**FLAGS, "replay_capacity": 6, "logdir": str(logdir)})
+        Experiment.of(**{**FLAGS, "replay_capacity": 6, "logdir": str(logdir)})
     with pytest.raises(ValueError, match="multiple of num_envs"):
-        Experiment(**{**FLAGS, "replay_capacity": 65})
+        Experiment.of(**{**FLAGS, "replay_capacity": 65})
     for field, value in [
         ("replay_capacity", 0),
         ("num_envs", 2.5),
@@ -362,5 +363,25 @@ def test_loop_settings_are_checked_before_anything_is_written(tmp_path):
         with pytest.raises(ValueError, match=field):
             TrainConfig(**{"batch_length": 4, "prefill": 8, "chunk_steps": 4, field: value})
     with pytest.raises(ValueError, match="steps must be an int"):
-        Experiment(**{**FLAGS, "steps": 1e5})
+        Experiment.of(**{**FLAGS, "steps": 1e5})
     assert not logdir.exists()
+
+
+def test_parts_hold_each_setting_once_and_old_flat_files_load(tmp_path):
+    exp = Experiment.of(**FLAGS, logdir="runs/x")
+    assert (exp.env.task, exp.agent.size, exp.loop.num_envs, exp.output.logdir) == (
+        "Reach",
+        "micro",
+        2,
+        "runs/x",
+    )
+    assert Experiment.from_dict(exp.to_dict()) == exp
+    assert exp.replace(size="tiny").agent.size == "tiny" and exp.agent.size == "micro"
+    with pytest.raises(ValueError, match=r"unknown experiment settings \['sise'\]"):
+        exp.replace(sise="tiny")
+    # experiment.json written before the parts existed: every setting at the top level
+    flat = {**FLAGS, "seeds": list(FLAGS["seeds"]), "logdir": "runs/x", "steps": 1_000_000}
+    (tmp_path / "experiment.json").write_text(json.dumps(flat))
+    assert Experiment.load(tmp_path) == exp
+    with pytest.raises(ValueError, match=r"unknown experiment fields \['colour'\]"):
+        Experiment.from_dict({**flat, "colour": "red"})

@@ -51,7 +51,7 @@ def evaluate_runs(
     previous = out / RESULTS_FILES[0]
     earlier = read_earlier(out, overwrite=overwrite)
     planned = {
-        name: settings(Experiment.load(run).task, shifts, episodes, seed)
+        name: settings(Experiment.load(run).env.task, shifts, episodes, seed)
         for name, run in runs.items()
     }
     check_merge(earlier, planned, previous, overwrite=overwrite)
@@ -59,12 +59,12 @@ def evaluate_runs(
     results, evaluators = {}, {}
     for name, run in runs.items():
         exp, agent, states = load_agent(run, step)
-        print(f"{name}: {exp.task}, {len(states)} seed(s), {episodes} episodes x shift")
-        env_kwargs = exp.env_kwargs()
-        same = (exp.task, repr(sorted(env_kwargs.items())), repr(agent.config))
+        print(f"{name}: {exp.env.task}, {len(states)} seed(s), {episodes} episodes x shift")
+        env_kwargs = exp.env.kwargs()
+        same = (exp.env.task, repr(sorted(env_kwargs.items())), repr(agent.config))
         if same not in evaluators:
             evaluators[same] = Evaluator(
-                exp.task, env_kwargs, shifts, episodes, agent, strict=strict
+                exp.env.task, env_kwargs, shifts, episodes, agent, strict=strict
             )
         res = evaluators[same].evaluate(states, seed, floors)
         for shift, note in res.notes.items():
