@@ -131,12 +131,18 @@ def test_model_dynamics_equal_the_suite(name):
 # --- every task, state by state ------------------------------------------------------------
 
 
-# reacher_hard (1,000 states for its rare reward, 1.5 min cold) is slow; reacher_easy runs the
-# same code on 200 states in make test.
-@pytest.mark.parametrize(
-    "name",
-    [pytest.param(t, marks=pytest.mark.slow) if t == "reacher_hard" else t for t in TASKS],
-)
+# Tasks that only change a parameter of a code path another task checks in make test run in
+# the slow checks (one MJX compile, 30-60 s, each): reacher_hard (also 1,000 states for its rare
+# reward) beside reacher_easy, finger_turn_hard beside finger_turn_easy, walker_run beside
+# walker_walk, cartpole_balance_sparse beside cartpole_swingup_sparse.
+VARIANTS = ("reacher_hard", "finger_turn_hard", "walker_run", "cartpole_balance_sparse")
+
+
+def _slow_variants(tasks):
+    return [pytest.param(t, marks=pytest.mark.slow) if t in VARIANTS else t for t in tasks]
+
+
+@pytest.mark.parametrize("name", _slow_variants(TASKS))
 def test_reward_and_observation_match_dm_control(name):
     """200 states (1,000 for reacher_hard; qpos, qvel, ctrl and task state set identically in
     both): reward to 1e-4,
@@ -167,7 +173,7 @@ def test_reward_and_observation_match_dm_control(name):
     assert want_r.std() > 0 or name.endswith("sparse"), "the states do not exercise the reward"
 
 
-@pytest.mark.parametrize("name", TASKS)
+@pytest.mark.parametrize("name", _slow_variants(TASKS))
 def test_initial_state_distribution_matches_dm_control(name):
     """Reset observations of 200 episodes each (the reward test's batch, so the compiled
     sampler is shared): the same distribution, coordinate by coordinate."""
