@@ -118,7 +118,7 @@ def test_rollout_frames_are_what_the_first_env_saw():
     frames = np.asarray(out["frames"])
     assert frames.shape == (KW["episode_length"], 16, 16, 3) and frames.dtype == np.uint8
     k_reset = jax.random.split(key)[0]
-    first = env.reset(jax.vmap(jax.random.fold_in, (None, 0))(k_reset, np.arange(2)))
+    first = jax.jit(env.reset)(jax.vmap(jax.random.fold_in, (None, 0))(k_reset, np.arange(2)))
     np.testing.assert_array_equal(frames[0], np.asarray(first.obs["pixels"][0]))
     # the env moves: later frames differ from the first (the arm follows random actions)
     assert np.abs(frames[-1].astype(int) - frames[0]).sum() > 0
