@@ -232,3 +232,12 @@ def test_pixel_observations_and_scene_params():
     assert int(px.max()) > int(px.min())  # a real image, not a constant
     view = envs.PixelsOnly(env)
     assert view.observation_space.shape == (16, 16, 3)
+
+
+def test_without_auto_reset_copies_the_chain_and_leaves_the_env_alone():
+    env = envs.make("Reach", obs_mode="state", render=False, num_envs=2)
+    plain = envs.without_auto_reset(env)
+    assert isinstance(env, envs.AutoReset) and isinstance(plain, envs.BatchEnv)
+    assert plain.num_envs == 2 and plain.unwrapped is env.unwrapped
+    assert isinstance(env.env, envs.BatchEnv)  # the env passed in is unchanged
+    assert envs.without_auto_reset(plain) is plain  # nothing to leave out: the same object

@@ -11,6 +11,7 @@ import jax
 import numpy as np
 import pytest
 
+from pvm_mbrl import envs
 from pvm_mbrl.dreamer import Dreamer, DreamerConfig
 from pvm_mbrl.train import TrainConfig, Trainer
 
@@ -174,11 +175,13 @@ def test_prefill_with_the_agents_policy(run):
         TrainConfig(prefill_policy="expert")
 
 
-def test_env_with_autoreset_is_rejected():
-    env = tiny_env(2, pixels=False)
+def test_trainer_leaves_out_autoreset_and_checks_the_batch():
+    env = tiny_env(2, pixels=False)  # envs.make's default: auto-reset
     agent = Dreamer(DreamerConfig.preset("size1m"), env.observation_space, env.action_space)
-    with pytest.raises(ValueError, match="auto_reset=False"):
-        Trainer(env, agent, TrainConfig(num_envs=2, batch_length=4, prefill=4, chunk_steps=4))
+    cfg = TrainConfig(num_envs=2, batch_length=4, prefill=5, chunk_steps=4)
+    trainer = Trainer(env, agent, cfg)
+    assert isinstance(env, envs.AutoReset) and not isinstance(trainer.env, envs.AutoReset)
+    assert trainer.env.num_envs == 2 and trainer.env.unwrapped is env.unwrapped
     env = tiny_env(4, pixels=False, auto_reset=False)
     with pytest.raises(ValueError, match="num_envs=2"):
         Trainer(env, agent, TrainConfig(num_envs=2, batch_length=4, prefill=4, chunk_steps=4))

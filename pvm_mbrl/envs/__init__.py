@@ -27,6 +27,7 @@ from pvm_mbrl.envs.wrappers import (
     TimeLimit,
     Wrapper,
     rollout,
+    without_auto_reset,
 )
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "validate_action",
     "visibility",
     "with_shift",
+    "without_auto_reset",
 ]
 
 

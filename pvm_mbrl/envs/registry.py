@@ -45,7 +45,9 @@ def make(
     Integer arguments must be integers (``int`` or numpy), never bools, floats or strings.
     ``camera=None`` is the task's ``default_camera``: ``"front"`` for Reach, ``"wrist"`` for the
     other table-top tasks, camera 0 for ``dmc/``.
-    ``num_envs=None`` leaves out ``BatchEnv``; ``auto_reset=False`` leaves out ``AutoReset``.
+    ``num_envs=None`` leaves out ``BatchEnv``; ``auto_reset=False`` leaves out ``AutoReset``
+    (the trainer and the evaluation leave it out themselves: they reset ended episodes after
+    reading their last step).
     ``render=False`` (only with ``obs_mode="state"``) skips the renderer for physics speed.
     ``shift`` renders under a visual shift preset, or one preset per env (``envs.with_shift``);
     ``None`` and ``"id"`` both mean the default look.

@@ -7,6 +7,7 @@ wrapped env.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 import jax
@@ -248,6 +249,26 @@ class PixelsOnly(Wrapper):
         if "pixels" not in spaces:
             raise ValueError("PixelsOnly needs an env whose obs_mode includes pixels")
         return spaces["pixels"]
+
+
+def without_auto_reset(env):
+    """``env`` with its ``AutoReset`` layers left out (the other wrappers copied, ``env`` itself
+    unchanged): for loops that reset ended episodes themselves after reading their last step
+    (the trainer, the evaluation), which take an env made with or without auto-reset."""
+    chain, inner, dropped = [], env, False
+    while isinstance(inner, Wrapper):
+        if isinstance(inner, AutoReset):
+            dropped = True
+        else:
+            chain.append(inner)
+        inner = inner.env
+    if not dropped:
+        return env
+    for wrapper in reversed(chain):
+        wrapper = copy.copy(wrapper)
+        wrapper.env = inner
+        inner = wrapper
+    return inner
 
 
 def rollout(

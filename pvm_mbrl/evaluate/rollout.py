@@ -24,15 +24,15 @@ def make_rollout(env_list: Sequence, episodes: int, agent=None, *, frames: bool 
     ``frames=True`` adds ``"frames"`` to each env's dict: uint8 ``[T, H, W, 3]``, what the first
     env of the batch saw at each of the ``T`` steps (rendered for the random policy too).
 
-    Each env must be batched (``num_envs`` a multiple of ``episodes``) without auto-reset; env
-    ``i`` of a batch of ``n x episodes`` plays episode ``i // n``, whose reset key is
+    Each env must be batched (``num_envs`` a multiple of ``episodes``; an ``AutoReset`` layer is
+    left out); env ``i`` of a batch of ``n x episodes`` plays episode ``i // n``, whose reset key is
     ``fold_in(k_reset, j)`` and whose step-``t`` action key is ``fold_in(fold_in(k_act, j), t)``
     (``k_reset, k_act = split(key)``). Actions come from ``agent.policy(..., mode="eval")``
     applied per env (``vmap``), or, where the traced flag ``random`` is true or ``agent`` is
     None, from a uniform sample of the action space; observations are rendered only for the
     policy (not for random actions, nor after the last step). Results are ``[num_envs]`` arrays.
     """
-    env_list = list(env_list)
+    env_list = [envs.without_auto_reset(e) for e in env_list]  # each env plays one episode
     if not env_list:
         raise ValueError("need at least one env")
     sizes = [getattr(e, "num_envs", None) for e in env_list]
@@ -42,11 +42,6 @@ def make_rollout(env_list: Sequence, episodes: int, agent=None, *, frames: bool 
                 f"each env must be batched with num_envs a multiple of episodes={episodes}, "
                 f"got num_envs={size} for {type(e).__name__}"
             )
-        inner = e
-        while inner is not None:
-            if isinstance(inner, envs.AutoReset):
-                raise ValueError("evaluation envs must be built with auto_reset=False")
-            inner = vars(inner).get("env")
     lengths = {int(e.episode_length) for e in env_list}
     if len(lengths) != 1:
         raise ValueError(f"all envs must share one episode length, got {sorted(lengths)}")

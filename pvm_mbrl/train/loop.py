@@ -36,7 +36,7 @@ from flax import struct
 from pvm_mbrl import parallel
 from pvm_mbrl import replay as replay_lib
 from pvm_mbrl.dreamer.agent import AgentState, Dreamer
-from pvm_mbrl.envs.wrappers import AutoReset
+from pvm_mbrl.envs.wrappers import without_auto_reset
 from pvm_mbrl.train.collect import Collector
 from pvm_mbrl.train.config import TrainConfig
 
@@ -60,8 +60,8 @@ class TrainState:
 class Trainer(Collector):
     """Builds the compiled collection and update functions for ``env`` and ``agent``.
 
-    ``env`` must be batched (``BatchEnv``) without ``AutoReset``: the loop resets ended episodes
-    itself, after recording their final step (``envs.make(..., num_envs=E, auto_reset=False)``).
+    ``env`` must be batched (``envs.make(..., num_envs=E)``); the loop resets ended episodes
+    itself, after recording their final step, so an ``AutoReset`` layer is left out.
     """
 
     def __init__(
@@ -70,10 +70,9 @@ class Trainer(Collector):
         if getattr(env, "num_envs", None) != config.num_envs:
             raise ValueError(
                 f"env must be batched with num_envs={config.num_envs} "
-                f"(envs.make(..., num_envs={config.num_envs}, auto_reset=False))"
+                f"(envs.make(..., num_envs={config.num_envs}))"
             )
-        if _has_autoreset(env):
-            raise ValueError("pass the env without AutoReset (envs.make(..., auto_reset=False))")
+        env = without_auto_reset(env)
         length = agent.config.replay_context + config.batch_length
         if config.prefill < length or config.replay_capacity // config.num_envs < length:
             raise ValueError(
@@ -277,11 +276,3 @@ def _commit(state):
 
 def _episode_stats(n):
     return {"return": jnp.zeros((n,), jnp.float32), "success_once": jnp.zeros((n,), jnp.float32)}
-
-
-def _has_autoreset(env) -> bool:
-    while env is not None:
-        if isinstance(env, AutoReset):
-            return True
-        env = getattr(env, "env", None)
-    return False
