@@ -90,7 +90,8 @@ class Logger:
             self.s0 = step
         elapsed = time.time() - self.t0
         rate = out.get("perf/env_steps_per_s", 0.0)
-        eta = (self.total - step) / rate if rate > 0 else float("nan")
+        # The last chunk may end past the total: nothing is left then, not a negative time.
+        eta = max(self.total - step, 0) / rate if rate > 0 else float("nan")
         frac = min(step / self.total, 1.0)
         bar = "#" * int(frac * 20)
         # Return and success of the episodes that ended since the last line; until the first

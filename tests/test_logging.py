@@ -29,3 +29,13 @@ def test_progress_line_shows_dash_until_an_episode_ends_then_the_last_value(tmp_
     log.accumulate(_chunk(0, 0.0, 0.0))
     log.flush(30)
     assert "return   12.50 | success 0.50 |" in capsys.readouterr().out
+
+
+def test_progress_line_past_the_total_shows_no_negative_time(tmp_path, capsys):
+    log = Logger(tmp_path, total_steps=1700)  # chunks of 400 steps end at 2,000
+    log.accumulate(_chunk(0, 0.0, 0.0))
+    log.flush(2000, {"perf/env_steps_per_s": 4.0})
+    line = capsys.readouterr().out
+    assert (
+        "2,000/1,700 env steps" in line and "ETA 00:00" in line and "-" not in line.split("ETA")[1]
+    )
