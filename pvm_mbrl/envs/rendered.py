@@ -26,7 +26,7 @@ import jax.numpy as jnp
 from pvm_mbrl import render as render_lib
 from pvm_mbrl import shifts
 from pvm_mbrl.envs import core
-from pvm_mbrl.envs.wrappers import ENV_AXIS
+from pvm_mbrl.envs.wrappers import ENV_AXIS, rewrap
 
 
 def check_render_args(obs_mode: str, modes: tuple[str, ...], render, image_size) -> bool:
@@ -160,8 +160,4 @@ def with_shift(
         )
     out = copy.copy(inner)
     out._use_shift(shift)
-    for wrapper in reversed(chain):
-        wrapper = copy.copy(wrapper)
-        wrapper.env = out
-        out = wrapper
-    return out
+    return rewrap(chain, out)

@@ -262,8 +262,12 @@ def without_auto_reset(env):
         else:
             chain.append(inner)
         inner = inner.env
-    if not dropped:
-        return env
+    return rewrap(chain, inner) if dropped else env
+
+
+def rewrap(chain, inner):
+    """Copies of the wrappers ``chain`` (outermost first) around ``inner``; the originals are
+    left as they were."""
     for wrapper in reversed(chain):
         wrapper = copy.copy(wrapper)
         wrapper.env = inner
