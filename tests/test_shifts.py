@@ -256,3 +256,30 @@ def test_render_and_shifts_do_not_import_envs():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_each_env_gets_its_preset_as_batched_data():
+    """BatchEnv hands env ``i`` row ``i % len(presets)`` of the presets' severities and drift
+    through its vmap; nothing in the envs reads its position on a vmap axis."""
+    import pathlib
+
+    from pvm_mbrl import envs
+
+    env = envs.make("Reach", image_size=8, num_envs=4, auto_reset=False)
+    env = envs.with_shift(env, ["fog@0.25", "video-easy"])
+    assert env.env_params(4) is None  # BatchEnv consumes the rows: an outer batch sees one env
+    sev, drift = env.unwrapped.env_params(4)
+    want = env.unwrapped.shift
+    np.testing.assert_array_equal(np.asarray(sev), want.severity[[0, 1, 0, 1]])
+    np.testing.assert_array_equal(np.asarray(drift), want.drift[[0, 1, 0, 1]])
+    state = jax.jit(env.reset)(jax.random.PRNGKey(0))
+    np.testing.assert_array_equal(np.asarray(state.info["shift"].severity), np.asarray(sev))
+    np.testing.assert_allclose(np.asarray(state.info["shift"].drift), np.asarray(drift))
+    # An env outside a batch takes the first preset; the batch consumes its rows.
+    single = envs.with_shift(envs.make("Reach", image_size=8, auto_reset=False), "video-easy")
+    got = single.reset(jax.random.PRNGKey(0)).info["shift"]
+    assert float(got.severity[0]) == 0.5 and float(got.drift) == pytest.approx(0.05)
+    with pytest.raises(TypeError, match="takes no per-env parameters"):
+        envs.make("Reach", image_size=8, auto_reset=False).with_env_params(None)
+    root = pathlib.Path(envs.__file__).parent
+    assert not [p for p in root.rglob("*.py") if "axis_index" in p.read_text()]

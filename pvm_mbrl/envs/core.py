@@ -209,6 +209,18 @@ class Env(abc.ABC):
     def unwrapped(self) -> Env:
         return self
 
+    def env_params(self, num_envs: int):
+        """Per-env data that ``BatchEnv`` hands env ``i`` of ``num_envs`` at reset (a pytree with
+        a leading ``num_envs`` axis), or None when every env of a batch is the same. An env
+        keeps in its state what it needs of its row after the reset."""
+        del num_envs
+        return None
+
+    def with_env_params(self, params) -> Env:
+        """A copy of this env that resets with ``params``, one env's row of
+        :meth:`env_params` (traced inside ``BatchEnv``'s vmap). The env itself is unchanged."""
+        raise TypeError(f"{type(self).__name__} takes no per-env parameters")
+
 
 def checked_step(env: Env):
     """``step`` with ``checkify`` checks that work inside ``jit``, for single and batched envs.

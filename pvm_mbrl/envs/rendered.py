@@ -9,7 +9,9 @@ A subclass sets ``_mj_model``, ``_camera_id``, ``image_size``, ``render`` and
 
 A shift is chosen in one way: ``envs.make(..., shift=...)``, or :func:`with_shift` for a shifted
 copy of an env that exists. Nothing changes an env in place. Env ``i`` of a ``BatchEnv`` takes
-preset ``i % len(presets)``, ``i`` being its position on ``BatchEnv``'s vmap axis.
+preset ``i % len(presets)``: the env's severities and drift reach it as batched data
+(:meth:`RenderedEnv.env_params`, row ``i`` handed over by ``BatchEnv.reset``), in the manner of
+Brax's and MuJoCo Playground's domain randomisation; an env outside a batch takes preset 0.
 
 Imports run one way: ``render`` <- ``shifts`` <- ``envs``.
 """
@@ -22,11 +24,12 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from pvm_mbrl import render as render_lib
 from pvm_mbrl import shifts
 from pvm_mbrl.envs import core
-from pvm_mbrl.envs.wrappers import ENV_AXIS, rewrap
+from pvm_mbrl.envs.wrappers import rewrap
 
 
 def check_render_args(obs_mode: str, modes: tuple[str, ...], render, image_size) -> bool:
@@ -58,6 +61,7 @@ class RenderedEnv(core.Env):
         if shift is not None and not self.render:
             raise ValueError("visual shifts need a rendering env (obs_mode with pixels)")
         self.shift = shift
+        self._shift_row = None  # this env's (severity, drift), set by with_env_params
         if not self.render:
             self._geometry = None
             return
@@ -91,10 +95,27 @@ class RenderedEnv(core.Env):
             return info
         return {**info, "shift": shifts.advance(self.shift.spec, info["shift"])}
 
+    def env_params(self, num_envs: int):
+        """Each env's shift row ``(severity, drift)``, env ``i`` taking preset
+        ``i % len(presets)`` (None without a shift)."""
+        if self.shift is None:
+            return None
+        rows = np.arange(num_envs) % len(self.shift.names)
+        sev, drift = np.asarray(self.shift.severity), np.asarray(self.shift.drift)
+        return jnp.asarray(sev[rows]), jnp.asarray(drift[rows])
+
+    def with_env_params(self, params):
+        if self.shift is None:
+            raise TypeError(f"{type(self).__name__} without a shift takes no per-env parameters")
+        out = copy.copy(self)
+        out._shift_row = params
+        return out
+
     def _sample_shift(self, key):
-        row = env_index() % len(self.shift.names)
-        sev, drift = jnp.asarray(self.shift.severity), jnp.asarray(self.shift.drift)
-        return shifts.sample(self.shift.spec, key, sev[row], drift[row])
+        row = self._shift_row
+        if row is None:  # outside a batch: the first preset
+            row = jnp.asarray(self.shift.severity[0]), jnp.asarray(self.shift.drift[0])
+        return shifts.sample(self.shift.spec, key, *row)
 
     def render_pixels(self, data, info) -> jax.Array:
         """uint8 [H, W, 3] image from this env's camera with the scene params ``info["scene"]``
@@ -123,14 +144,6 @@ class RenderedEnv(core.Env):
             *args,
             **size,
         )
-
-
-def env_index() -> jax.Array | int:
-    """Index of the current env on ``BatchEnv``'s vmap axis, or 0 outside a batch."""
-    try:
-        return jax.lax.axis_index(ENV_AXIS)
-    except NameError:
-        return 0
 
 
 def with_shift(

@@ -16,9 +16,6 @@ import numpy as np
 
 from pvm_mbrl.envs import core
 
-ENV_AXIS = "env"  # name of BatchEnv's vmap axis
-
-
 class Wrapper(core.Env):
     """Forwards to ``self.env``; subclasses override what they change."""
 
@@ -64,6 +61,14 @@ class Wrapper(core.Env):
     @property
     def unwrapped(self):
         return self.env.unwrapped
+
+    def env_params(self, num_envs):
+        return self.env.env_params(num_envs)
+
+    def with_env_params(self, params):
+        out = copy.copy(self)
+        out.env = self.env.with_env_params(params)
+        return out
 
     def __getattr__(self, name):
         if name == "env":  # not set yet (e.g. during unpickling): avoid infinite recursion
@@ -133,7 +138,9 @@ class BatchEnv(Wrapper):
     """``num_envs`` envs stepped with ``jax.vmap``; every field gains a leading batch axis.
 
     ``reset(key)`` splits one key into ``num_envs`` keys, or takes a batch of keys directly.
-    The vmap axis is named ``"env"`` so an env can read its index (``envs.rendered.env_index``).
+    Where the wrapped env has per-env parameters (``env.env_params(num_envs)``, e.g. each
+    env's shift preset), env ``i`` resets with row ``i`` of them, passed as batched data
+    through the vmap; the envs never learn their position in the batch.
     A concrete action with NaN or inf raises ``ValueError`` naming the env, before the vmap.
     """
 
@@ -150,7 +157,16 @@ class BatchEnv(Wrapper):
             keys = key
         else:
             keys = jax.random.split(key, self.num_envs)
-        return jax.vmap(self.env.reset, axis_name=ENV_AXIS)(keys)
+        params = self.env.env_params(self.num_envs)
+        if params is None:
+            return jax.vmap(self.env.reset)(keys)
+        return jax.vmap(lambda k, p: self.env.with_env_params(p).reset(k))(keys, params)
+
+    def env_params(self, num_envs):
+        return None  # consumed here: an outer batch sees one env
+
+    def with_env_params(self, params):
+        raise TypeError("BatchEnv takes no per-env parameters (it hands them to its envs)")
 
     def _check(self, action):
         expected = (self.num_envs, *self.env.action_space.shape)
@@ -160,14 +176,14 @@ class BatchEnv(Wrapper):
 
     def advance(self, state, action):
         self._check(action)
-        return jax.vmap(self.env.advance, axis_name=ENV_AXIS)(state, action)
+        return jax.vmap(self.env.advance)(state, action)
 
     def observe(self, state):
-        return jax.vmap(self.env.observe, axis_name=ENV_AXIS)(state)
+        return jax.vmap(self.env.observe)(state)
 
     def step(self, state, action):
         self._check(action)
-        return jax.vmap(self.env.step, axis_name=ENV_AXIS)(state, action)
+        return jax.vmap(self.env.step)(state, action)
 
 
 class AutoReset(Wrapper):
