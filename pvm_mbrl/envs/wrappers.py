@@ -16,6 +16,7 @@ import numpy as np
 
 from pvm_mbrl.envs import core
 
+
 class Wrapper(core.Env):
     """Forwards to ``self.env``; subclasses override what they change."""
 
