@@ -48,6 +48,7 @@ from pvm_mbrl import replay as replay_lib
 from pvm_mbrl.dreamer.agent import Dreamer
 from pvm_mbrl.dreamer.config import DreamerConfig
 from pvm_mbrl.dreamer.optim import OptimizerConfig
+from pvm_mbrl.envs import episodes
 from pvm_mbrl.train import TrainConfig, Trainer
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
@@ -76,10 +77,10 @@ def make_env(obs: str, num_envs: int, camera: str = "front", image: int = 64, st
     )
 
 
-def probe_fn(agent: Dreamer, episodes: int, obs: str = "state", camera="front", image=64):
+def probe_fn(agent: Dreamer, num: int, obs: str = "state", camera="front", image=64):
     """Jitted ``(agent_state, key) -> dict`` of the measures in the module docstring."""
-    env = make_env(obs, episodes, camera, image, state=True)
-    twin = make_env("state", episodes)
+    env = make_env(obs, num, camera, image, state=True)
+    twin = make_env("state", num)
 
     def plan_rewards(nets, post, sim, unit, key):
         """Imagined and true reward after PLAN_STEPS steps of each plan: [plans] each."""
@@ -97,7 +98,7 @@ def probe_fn(agent: Dreamer, episodes: int, obs: str = "state", camera="front", 
     @jax.jit
     def run(agent_state, key):
         def body(c, k):
-            s, sim, carry, first = c
+            s, sim, carry, first, running = c
             seen = {name: s.obs[name] for name in agent.obs_keys}
             act, carry = agent.policy(
                 agent_state, carry, {**seen, "is_first": first}, k, mode="eval"
@@ -119,15 +120,18 @@ def probe_fn(agent: Dreamer, episodes: int, obs: str = "state", camera="front", 
                 drift=drift,
             )
             s, sim = env.step(s, act), twin.step(sim, act)
-            out["reward"] = s.reward
-            return (s, sim, carry, jnp.zeros_like(first)), out
+            running, out["episode"] = episodes.update(
+                running, s.reward, episodes.success_of(s), s.done
+            )
+            return (s, sim, carry, jnp.zeros_like(first), running), out
 
         k_reset, k_steps = jax.random.split(key)
         init = (
             env.reset(k_reset),
             twin.reset(k_reset),
-            agent.initial_carry(episodes),
-            jnp.ones(episodes, bool),
+            agent.initial_carry(num),
+            jnp.ones(num, bool),
+            episodes.start((num,)),
         )
         _, o = jax.lax.scan(body, init, jax.random.split(k_steps, env.episode_length))
         act = o["act"]
@@ -138,7 +142,7 @@ def probe_fn(agent: Dreamer, episodes: int, obs: str = "state", camera="front", 
         rp, rt = rp - rp.mean(), rt - rt.mean()
         r_corr = rp @ rt / (jnp.linalg.norm(rp) * jnp.linalg.norm(rt) + 1e-9)
         return dict(
-            ret=o["reward"].sum(0).mean(),
+            ret=jnp.sum(jnp.where(o["episode"]["ended"], o["episode"]["return"], 0.0)) / num,
             cos0=cos[0].mean(),
             cos=cos.mean(),
             bias=bias,

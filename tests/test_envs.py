@@ -82,6 +82,43 @@ def test_scan_rollout_time_limit_and_autoreset(batched):
     goal_before = np.asarray(traj["obs"]["state"][T - 1, :, 8:11])
     goal_after = np.asarray(traj["obs"]["state"][T, :, 8:11])
     assert not np.allclose(goal_before, goal_after)
+    # The episode summary: every env's episode ends at step T with the sum of its rewards.
+    ep = jax.tree.map(np.asarray, traj["episode"])
+    np.testing.assert_array_equal(ep["ended"], done.astype(bool))
+    reward = np.asarray(traj["reward"])
+    np.testing.assert_allclose(ep["return"][T - 1], reward[:T].sum(0), rtol=1e-5)
+    success = np.asarray(traj["metrics"]["success"])
+    np.testing.assert_array_equal(ep["success_once"][T - 1], success[:T].max(0))
+    np.testing.assert_array_equal(ep["success_end"][T - 1], success[T - 1])
+
+
+def test_episode_stats_count_valid_steps_and_restart_after_an_end():
+    from pvm_mbrl.envs import episodes
+
+    run = episodes.start((2,))
+    steps = [  # reward, success, done, valid for envs 0 and 1
+        ([1.0, 2.0], [0.0, 1.0], [False, False], [True, True]),
+        ([3.0, 5.0], [1.0, 0.0], [True, False], [True, True]),
+        ([7.0, 4.0], [1.0, 0.0], [False, True], [False, True]),  # env 0: a reset step
+        ([2.0, 9.0], [0.0, 1.0], [True, True], [True, False]),  # env 1: after its end
+    ]
+    out = []
+    for r, s, d, v in steps:
+        run, ended = episodes.update(run, jnp.array(r), jnp.array(s), jnp.array(d), jnp.array(v))
+        out.append(jax.tree.map(np.asarray, ended))
+    assert out[1]["ended"].tolist() == [True, False] and out[1]["return"][0] == 4.0
+    assert out[1]["success_once"][0] == 1.0 and out[1]["success_end"][0] == 1.0
+    assert out[2]["ended"].tolist() == [False, True] and out[2]["return"][1] == 11.0
+    assert out[2]["success_once"][1] == 1.0 and out[2]["success_end"][1] == 0.0
+    # env 0's second episode starts from zero and skips the reset step's reward
+    assert out[3]["ended"].tolist() == [True, False] and out[3]["return"][0] == 2.0
+    assert out[3]["success_once"][0] == 0.0
+    totals = jax.tree.map(float, episodes.totals(out[1]))
+    assert totals == {"episodes": 1.0, "return": 4.0, "success_once": 1.0, "success_end": 1.0}
+    first = {**{k: jnp.zeros(2) for k in episodes.SUMMARY}, "ended": jnp.zeros(2, bool)}
+    for ended in out:
+        first = episodes.keep_first(first, ended)
+    assert np.asarray(first["return"]).tolist() == [4.0, 11.0]  # each env's first episode
 
 
 def test_batch_matches_single_env(batched, single):

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pvm_mbrl.envs import core
+from pvm_mbrl.envs import core, episodes
 
 
 class Wrapper(core.Env):
@@ -304,24 +304,31 @@ def rollout(
     ``policy_fn(state, key) -> action`` (batched state in, batched action out for a batched
     env). Returns ``(final_state, trajectory)`` where ``trajectory`` stacks, per step, the
     observation the action was chosen from (``obs``), ``action``, ``reward``, ``done``,
-    ``metrics`` and (under ``TimeLimit``) ``truncation`` along a leading time axis. Pure: wrap
-    it in ``jax.jit`` (``env``, ``policy_fn`` and ``num_steps`` static).
+    ``metrics``, (under ``TimeLimit``) ``truncation`` and ``episode``, the summary of the
+    episodes that ended at that step (``envs.episodes.update``: ``ended``, ``return``,
+    ``success_once``, ``success_end``; counted from ``state``, an episode ends where ``done``),
+    along a leading time axis. Pure: wrap it in ``jax.jit`` (``env``, ``policy_fn`` and
+    ``num_steps`` static).
     """
     key = jax.random.PRNGKey(0) if key is None else key
 
     def body(carry, k):
-        s = carry
+        s, running = carry
         action = policy_fn(s, k)
         nxt = env.step(s, action)
+        running, ended = episodes.update(running, nxt.reward, episodes.success_of(nxt), nxt.done)
         out = {
             "obs": s.obs,
             "action": action,
             "reward": nxt.reward,
             "done": nxt.done,
             "metrics": nxt.metrics,
+            "episode": ended,
         }
         if "truncation" in nxt.info:
             out["truncation"] = nxt.info["truncation"]
-        return nxt, out
+        return (nxt, running), out
 
-    return jax.lax.scan(body, state, jax.random.split(key, num_steps))
+    init = (state, episodes.start(jnp.shape(state.done)))
+    (final, _), traj = jax.lax.scan(body, init, jax.random.split(key, num_steps))
+    return final, traj

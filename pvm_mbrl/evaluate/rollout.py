@@ -11,6 +11,7 @@ import numpy as np
 
 from pvm_mbrl import envs
 from pvm_mbrl.dreamer import AgentState
+from pvm_mbrl.envs import episodes as episode_stats
 from pvm_mbrl.evaluate.results import Results, _json, _unjson, floor_key
 from pvm_mbrl.evaluate.targets import DEFAULT_SHIFTS, _check_inputs, _variants, max_return
 
@@ -109,32 +110,22 @@ def make_rollout(env_list: Sequence, episodes: int, agent=None, *, frames: bool 
                 ]
             parts = jnp.split(actions, offsets)
             env_states = [env.advance(s, a) for env, s, a in zip(env_list, env_states, parts)]
-            reward = jnp.concatenate([s.reward for s in env_states]).astype(jnp.float32)
-            done = jnp.concatenate([s.done for s in env_states]).astype(bool)
-            # Tasks without a success metric (the dmc/ tasks) count as never solved.
-            success = jnp.concatenate(
-                [s.metrics.get("success", jnp.zeros_like(s.reward)) for s in env_states]
+            reward = jnp.concatenate([s.reward for s in env_states])
+            done = jnp.concatenate([s.done for s in env_states])
+            success = jnp.concatenate([episode_stats.success_of(s) for s in env_states])
+            # Each env plays one episode: the steps after its end count for nothing.
+            running, ended = episode_stats.update(
+                acc["running"], reward, success, done, valid=~acc["result"]["ended"]
             )
-            success = success.astype(jnp.float32)
-            alive = acc["alive"]
-            acc = {
-                "return": acc["return"] + jnp.where(alive, reward, 0.0),
-                "success_once": jnp.maximum(acc["success_once"], jnp.where(alive, success, 0.0)),
-                "success_end": jnp.where(alive, success, acc["success_end"]),
-                "alive": alive & ~done,
-            }
+            acc = {"running": running, "result": episode_stats.keep_first(acc["result"], ended)}
             return (env_states, carry, acc), seen_first
 
         zeros = jnp.zeros((total,), jnp.float32)
-        acc = {
-            "return": zeros,
-            "success_once": zeros,
-            "success_end": zeros,
-            "alive": jnp.ones((total,), bool),
-        }
+        result = {**{k: zeros for k in episode_stats.SUMMARY}, "ended": jnp.zeros((total,), bool)}
+        acc = {"running": episode_stats.start((total,)), "result": result}
         carry = agent.initial_carry(total) if agent is not None else None
         (_, _, acc), seen = jax.lax.scan(body, (states, carry, acc), jnp.arange(steps))
-        del acc["alive"]
+        acc = {k: acc["result"][k] for k in episode_stats.SUMMARY}  # TimeLimit ends every episode
         out = [
             {k: v[lo:hi] for k, v in acc.items()}
             for lo, hi in zip([0, *offsets], [*offsets, total])

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 
 from pvm_mbrl import replay as replay_lib
 from pvm_mbrl.dreamer.inputs import LATENT_KEYS
+from pvm_mbrl.envs import episodes
 
 if TYPE_CHECKING:
     from pvm_mbrl.train.loop import TrainState
@@ -70,7 +71,6 @@ class Collector:
         stepped = self.env.step(state.env, env_action)
         done = stepped.done.astype(bool)
         trunc = stepped.info.get("truncation", jnp.zeros_like(stepped.done)).astype(bool)
-        success = stepped.metrics.get("success", jnp.zeros_like(stepped.reward))
 
         def reset(s):
             fresh = self.env.reset(k_reset)
@@ -86,17 +86,10 @@ class Collector:
             "is_terminal": ~last & done & ~trunc,
         }
         reward = jnp.where(last, 0.0, stepped.reward).astype(jnp.float32)
-
-        ep = state.episode
-        ret = jnp.where(last, 0.0, ep["return"] + reward)
-        once = jnp.where(last, 0.0, jnp.maximum(ep["success_once"], success))
-        ended = flags["is_last"]
-        stats = {
-            "episodes": jnp.sum(ended),
-            "return": jnp.sum(jnp.where(ended, ret, 0.0)),
-            "success_once": jnp.sum(jnp.where(ended, once, 0.0)),
-            "success_end": jnp.sum(jnp.where(ended, success, 0.0)),
-        }
+        # The step that resets an ended env is no step of an episode.
+        running, ended = episodes.update(
+            state.episode, reward, episodes.success_of(stepped), done, valid=~last
+        )
         new = state.replace(
             env=env_state,
             carry=carry,
@@ -105,9 +98,9 @@ class Collector:
             replay=buffer,
             key=key,
             env_steps=state.env_steps + jnp.int32(self.config.num_envs),
-            episode={"return": ret, "success_once": once},
+            episode=running,
         )
-        return new, stats
+        return new, episodes.totals(ended)
 
     def _collect(self, state, steps, random):
         def body(s, _):

@@ -36,6 +36,7 @@ from flax import struct
 from pvm_mbrl import parallel
 from pvm_mbrl import replay as replay_lib
 from pvm_mbrl.dreamer.agent import AgentState, Dreamer
+from pvm_mbrl.envs import episodes
 from pvm_mbrl.envs.wrappers import without_auto_reset
 from pvm_mbrl.train.collect import Collector
 from pvm_mbrl.train.config import TrainConfig
@@ -135,7 +136,7 @@ class Trainer(Collector):
             key=k_loop,
             env_steps=jnp.zeros((), jnp.int32),
             updates=jnp.zeros((), jnp.int32),
-            episode=_episode_stats(n),
+            episode=episodes.start((n,)),
         )
         # Strong dtypes throughout, so that the state's signature (and the compiled chunk) is the
         # same after init, after an update and after a checkpoint restore.
@@ -272,7 +273,3 @@ def _commit(state):
     """The state committed to its device, as a restored checkpoint is: arrays that are not
     committed give ``jit`` a different signature, so a resumed run would compile again."""
     return jax.device_put(state, jax.devices()[0])
-
-
-def _episode_stats(n):
-    return {"return": jnp.zeros((n,), jnp.float32), "success_once": jnp.zeros((n,), jnp.float32)}
