@@ -1,0 +1,1 @@
+"""Highway driving physics (no rendering): road loop, bicycle model, IDM traffic, sim."""
