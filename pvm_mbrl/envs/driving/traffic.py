@@ -33,7 +33,8 @@ SPEED_RANGE = (18.0, 28.0)  # desired speeds, drawn per car at reset
 NEAR_AHEAD = (20.0, 150.0)  # per lane, one car starts this far ahead of the ego
 SLOT = 60.0  # the others take distinct 60 m slots round the loop, jittered by up to JITTER
 JITTER = 30.0
-FAR = 160.0  # where the slots start, ahead of the ego; they end >= 40 m behind it
+FAR = NEAR_AHEAD[1] + SLOT - JITTER  # where the slots start ahead of the ego (>= 30 m past
+# the near car); they end >= 40 m behind the ego
 FREE = 1e4  # gap reported when no car is ahead
 
 
