@@ -365,3 +365,20 @@ def test_bad_inputs_raise():
         sim.step(state, jnp.zeros(3), config)
     with pytest.raises(ValueError, match="action"):
         sim.step(state, jnp.zeros(2, jnp.int32), config)
+    with pytest.raises(ValueError, match="action"):
+        sim.step(state, jnp.array([0.0, jnp.nan]), config)
+    with pytest.raises(ValueError, match="episode_steps"):
+        sim.Config(episode_steps=0)
+
+
+def test_ego_camera_frame():
+    state = reset(jax.random.PRNGKey(2), sim.Config())
+    pos, mat = sim.ego_camera(state, pitch=0.0)
+    np.testing.assert_allclose(mat.T @ mat, np.eye(3), atol=1e-6)
+    assert np.isclose(float(jnp.linalg.det(mat)), 1.0, atol=1e-6)
+    yaw = float(state.ego.yaw)
+    np.testing.assert_allclose(
+        -mat[:, 2], [np.cos(yaw), np.sin(yaw), 0.0], atol=1e-6
+    )  # looks ahead
+    np.testing.assert_allclose(mat[:, 1], [0.0, 0.0, 1.0], atol=1e-6)  # y up
+    assert np.isclose(float(pos[2]), 1.4)

@@ -26,6 +26,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from pvm_mbrl.envs.driving import road as rd
 from pvm_mbrl.envs.driving import traffic as tr
@@ -58,6 +59,7 @@ class Config:
     w_head: float = 0.5
     w_steer: float = 0.3
     crash_penalty: float = 50.0
+    episode_steps: int = 1000  # the time limit an env layer should apply (100 s); unused here
 
     def __post_init__(self):
         if self.split not in SPLITS:
@@ -74,8 +76,10 @@ class Config:
             or self.num_lanes < 3
         ):
             raise ValueError(f"num_lanes must be an int >= 3, got {self.num_lanes!r}")
-        if not isinstance(self.substeps, int) or self.substeps < 1:
-            raise ValueError(f"substeps must be an int >= 1, got {self.substeps!r}")
+        for name in ("substeps", "episode_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
         for name in ("target_speed", "dt"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
@@ -168,7 +172,12 @@ def reward(config: Config, v, d, head_err, action, prev_action, terminal):
 
 
 def check_action(action):
-    """The action as float32 [2], clipped to [-1, 1]; ValueError on a wrong shape."""
+    """The action as float32 [2], clipped to [-1, 1]; ValueError on a wrong shape or dtype, and
+    on NaN when the action is concrete (an eager call)."""
+    if not isinstance(action, jax.core.Tracer) and not np.all(
+        np.isfinite(np.asarray(action, float))
+    ):
+        raise ValueError(f"action must be finite, got {np.asarray(action)}")
     action = jnp.asarray(action)
     if action.shape != (2,):
         raise ValueError(f"action must have shape (2,) [steer, throttle], got {action.shape}")
@@ -246,3 +255,17 @@ def cars_pose(state: SimState, config: Config):
     xy, yaw = tr.poses(config.road, state.traffic)
     ego_xy = jnp.stack([state.ego.x, state.ego.y])[None]
     return jnp.concatenate([ego_xy, xy]), jnp.concatenate([state.ego.yaw[None], yaw])
+
+
+def ego_camera(state: SimState, height: float = 1.4, forward: float = 0.3, pitch: float = 0.08):
+    """A driver's-eye camera on the ego: position [3] and rotation [3, 3] in MuJoCo's camera
+    convention (columns: the camera's x right, y up, z backward; it looks along -z), as
+    ``pvm_mbrl.render`` takes. ``forward`` m ahead of the centre, ``height`` m up, pitched
+    ``pitch`` rad down."""
+    ego = state.ego
+    cy, sy, cp, sp = jnp.cos(ego.yaw), jnp.sin(ego.yaw), jnp.cos(pitch), jnp.sin(pitch)
+    look = jnp.stack([cp * cy, cp * sy, -sp])
+    right = jnp.stack([sy, -cy, jnp.zeros_like(cy)])
+    up = jnp.cross(right, look)
+    pos = jnp.stack([ego.x + forward * cy, ego.y + forward * sy, jnp.full_like(cy, height)])
+    return pos, jnp.stack([right, up, -look], -1)
