@@ -10,7 +10,7 @@ Each step moves the ego (``vehicle.step``), then the traffic (``traffic.step``, 
 ego's new position), then checks for a collision (the separating-axis test between the ego's
 and each car's oriented 4.5 x 1.9 m rectangles) and a road exit (the ego's centre more than
 ``exit_margin`` past the outer lane edge, onto the shoulder). ``done`` is sticky; the caller
-resets. The reward follows the CARLA driving task of the DreamerV3-era pixel-RL studies:
+resets. The reward is in the spirit of the CARLA highway task of pixel-based MBRL studies:
 progress along the road capped at the target speed (1 per step at the target speed), minus
 lane-centre offset, heading-error and steering-change penalties, and a one-off penalty for a
 collision or a road exit, which end the episode (see ``reward``).
