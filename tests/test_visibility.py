@@ -70,7 +70,7 @@ def test_gripper_in_view_across_the_workspace_and_counts_match_segmentation(reac
 
 
 def test_bad_names_and_envs_are_refused(reach):
-    with pytest.raises(ValueError, match="no body named 'gol'"):
+    with pytest.raises(ValueError, match="no body or geom named 'gol'"):
         envs.visibility(reach, ["gol"], n=2)
     with pytest.raises(ValueError, match="no task object"):
         envs.visibility(reach, ["object"], n=2)

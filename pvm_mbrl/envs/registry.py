@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from pvm_mbrl.envs import core, dmc, wrappers
+from pvm_mbrl.envs.driving.highway import Highway
 from pvm_mbrl.envs.manipulation import PickCube, PickObject, Push, Reach
 from pvm_mbrl.envs.rendered import with_shift
 
@@ -44,7 +45,7 @@ def make(
     (control steps) divided by the action repeat, as the suite's benchmarks count them.
     Integer arguments must be integers (``int`` or numpy), never bools, floats or strings.
     ``camera=None`` is the task's ``default_camera``: ``"front"`` for Reach, ``"wrist"`` for the
-    other table-top tasks, camera 0 for ``dmc/``.
+    other table-top tasks, camera 0 for ``dmc/``, ``"front"`` for Highway.
     ``num_envs=None`` leaves out ``BatchEnv``; ``auto_reset=False`` leaves out ``AutoReset``
     (the trainer and the evaluation leave it out themselves: they reset ended episodes after
     reading their last step).
@@ -90,6 +91,7 @@ def _register_builtin() -> None:
         register(cls.__name__, cls)
     for task in dmc.TASKS:
         register(f"dmc/{task}", dmc.factory(task))
+    register("Highway", Highway)
 
 
 _register_builtin()

@@ -49,6 +49,8 @@ class RenderedEnv(core.Env):
     """Mixin of the rendering half of an env (see the module docstring)."""
 
     distractor_group = 2  # model geom group of the distractor geoms (drawn only under a shift)
+    paint = None  # a scene's own surface pattern (render.render's ``paint``), e.g. a road's
+    sky_distance = render_lib.SKY_DISTANCE  # metres at which the fog covers the sky
 
     def _use_shift(self, shift) -> None:
         """Render under ``shift`` (a preset name, list of presets or ``shifts.ShiftBatch``;
@@ -117,6 +119,12 @@ class RenderedEnv(core.Env):
             row = jnp.asarray(self.shift.severity[0]), jnp.asarray(self.shift.drift[0])
         return shifts.sample(self.shift.spec, key, *row)
 
+    def _frame(self, data):
+        """``(geom_xpos, geom_xmat, cam_pos, cam_mat)`` of the state ``data`` (an ``mjx.Data``
+        here; a task whose physics is not MuJoCo places its scene's geoms itself)."""
+        i = self._camera_id
+        return data.geom_xpos, data.geom_xmat, data.cam_xpos[i], data.cam_xmat[i].reshape(3, 3)
+
     def render_pixels(self, data, info) -> jax.Array:
         """uint8 [H, W, 3] image from this env's camera with the scene params ``info["scene"]``
         and, when the env has a shift, the shift state ``info["shift"]``."""
@@ -125,14 +133,14 @@ class RenderedEnv(core.Env):
     def render_output(self, data, info):
         """The ``pvm_mbrl.render.RenderOutput`` (rgb, depth, segmentation) behind
         :meth:`render_pixels`: the same camera, scene parameters and shift."""
-        i = self._camera_id
-        args = (
-            data.geom_xpos,
-            data.geom_xmat,
-            data.cam_xpos[i],
-            data.cam_xmat[i].reshape(3, 3),
+        args = self._frame(data)
+        size = dict(
+            height=self.image_size,
+            width=self.image_size,
+            shadows=self.render_shadows,
+            paint=self.paint,
+            sky_distance=self.sky_distance,
         )
-        size = dict(height=self.image_size, width=self.image_size, shadows=self.render_shadows)
         if self.shift is None:
             return render_lib.render(self._geometry, info["scene"], *args, **size)
         return shifts.render_shifted(

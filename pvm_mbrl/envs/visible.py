@@ -5,10 +5,11 @@
     vis["gripper"].on_edge.any()           # did the frame cut the gripper in any of them?
 
 A name is a body of the task's model and counts the drawn geoms of that body and of every body
-below it (``"gripper"`` is the palm, wrist and both fingers), or ``"object"``: the episode's
+below it (``"gripper"`` is the palm, wrist and both fingers), a geom of the model (``"car0"`` of
+``Highway``), or ``"object"``: the episode's
 task object (``info["object"]`` of ``PickCube`` / ``PickObject``, whose other bodies are parked
 out of view; every object of tasks without that choice, such as ``Push``). Counts come from
-``ManipulationEnv.render_output``, the call behind the pixel observation, so the env's camera,
+the task's ``render_output``, the call behind the pixel observation, so the env's camera,
 image size, scene parameters and visual shift all apply: what is counted is what the agent sees.
 """
 
@@ -23,7 +24,7 @@ import mujoco
 import numpy as np
 
 from pvm_mbrl.envs import core
-from pvm_mbrl.envs.manipulation.base import ManipulationEnv
+from pvm_mbrl.envs.rendered import RenderedEnv
 
 OBJECT = "object"
 
@@ -46,8 +47,11 @@ def body_geom_ids(model: mujoco.MjModel, body: str) -> np.ndarray:
     """int32 ids of the geoms of ``body`` and of all bodies below it in the kinematic tree."""
     root = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, body)
     if root < 0:
+        geom = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, body)
+        if geom >= 0:
+            return np.array([geom], np.int32)
         names = [model.body(i).name for i in range(1, model.nbody)]
-        raise ValueError(f"no body named {body!r}; bodies: {names} (or {OBJECT!r})")
+        raise ValueError(f"no body or geom named {body!r}; bodies: {names} (or {OBJECT!r})")
     inside = np.zeros(model.nbody, bool)
     inside[root] = True
     for b in range(root + 1, model.nbody):  # parents come before their children
@@ -56,13 +60,11 @@ def body_geom_ids(model: mujoco.MjModel, body: str) -> np.ndarray:
 
 
 def rendering_task(env):
-    """The ``ManipulationEnv`` inside ``env`` (a task or a wrapper of one); raises unless it
+    """The ``RenderedEnv`` task inside ``env`` (a task or a wrapper of one); raises unless it
     renders."""
     task = env.unwrapped if isinstance(env, core.Env) else env
-    if not isinstance(task, ManipulationEnv):
-        raise TypeError(
-            f"expected a manipulation env (or a wrapper of one), got {type(env).__name__}"
-        )
+    if not isinstance(task, RenderedEnv):
+        raise TypeError(f"expected a rendered env (or a wrapper of one), got {type(env).__name__}")
     if not task.render:
         raise ValueError("the env does not render: make it with an obs_mode including pixels")
     return task
@@ -86,7 +88,7 @@ def visibility(
     ids = {}
     for name in names:
         if name == OBJECT:
-            if not task.objects:
+            if not getattr(task, "objects", ()):
                 raise ValueError(f"{type(task).__name__} has no task object")
             ids[name] = [body_geom_ids(model, o.name) for o in task.objects]
         else:
@@ -96,9 +98,9 @@ def visibility(
             raise ValueError(f"n must be a positive number of reset states, got {n}")
         keys = jax.random.split(jax.random.PRNGKey(seed), int(n))
         states = jax.jit(jax.vmap(task.reset))(keys)
-    elif jnp.ndim(states.data.qpos) != 2:
+    elif jnp.ndim(states.reward) != 1:
         raise ValueError(
-            f"states must be a batch with one leading dimension, got qpos {states.data.qpos.shape}"
+            f"states must be a batch with one leading dimension, got reward {states.reward.shape}"
         )
     out = jax.device_get(_count(task, ids, states))
     return {k: Visible(np.asarray(p), np.asarray(e)) for k, (p, e) in out.items()}

@@ -17,7 +17,7 @@ from pvm_mbrl.render.params import (
     TEXTURES,
     SceneParams,
 )
-from pvm_mbrl.render.renderer import SKY_DISTANCE, RenderOutput, render
+from pvm_mbrl.render.renderer import SKY_DISTANCE, RenderOutput, SurfaceHit, render
 
 __all__ = [
     "BACKGROUNDS",
@@ -26,6 +26,7 @@ __all__ = [
     "RenderOutput",
     "SceneGeometry",
     "SceneParams",
+    "SurfaceHit",
     "TypeGroup",
     "apply_offsets",
     "axis_angle_to_mat",

@@ -29,6 +29,20 @@ _SHADOW_EPS = 1e-3
 
 
 @struct.dataclass
+class SurfaceHit:
+    """What a ``paint`` function (:func:`render`) sees of each pixel's nearest hit, ``[N]``
+    arrays: ``point`` the world position (tuple of x, y, z), ``index`` the drawn index of the
+    geom (-1: sky), ``footprint`` the width in metres that one pixel spans across at the hit
+    (distance times the pixel's angle), ``facing`` |cos| of the angle between the view ray and
+    the surface normal (a pixel covers ``footprint / facing`` along the surface)."""
+
+    point: tuple
+    index: jnp.ndarray
+    footprint: jnp.ndarray
+    facing: jnp.ndarray
+
+
+@struct.dataclass
 class RenderOutput:
     """rgb uint8 ``[H, W, 3]``; depth float32 ``[H, W]`` metres along the ray (+inf for sky);
     segmentation int32 ``[H, W]`` with the MuJoCo geom id (-1 for sky)."""
@@ -144,11 +158,17 @@ def render(
     height: int,
     width: int,
     shadows: bool = True,
+    paint=None,
+    sky_distance: float = SKY_DISTANCE,
 ) -> RenderOutput:
     """Renders one image of the drawn geoms (see module and ``RenderOutput`` docs).
 
     ``geom_xpos``/``geom_xmat`` are ``mjx.Data.geom_xpos``/``geom_xmat`` (all model geoms);
     ``cam_pos``/``cam_mat`` are ``mjx.Data.cam_xpos[i]``/``cam_xmat[i]``.
+    ``paint(params, hit, albedo) -> albedo`` (static; ``hit`` a :class:`SurfaceHit`, ``albedo``
+    ``[N, 3]``) recolours surfaces after the textures, before lighting: a scene's own pattern
+    in world coordinates, such as a road's lane markings on a ground plane. ``sky_distance``
+    (metres) is how far away the sky counts for the fog.
     """
     _check_inputs(geom, geom_xpos, geom_xmat, cam_pos, cam_mat, height, width)
     n = int(height) * int(width)
@@ -221,11 +241,15 @@ def render(
     w = textures.pattern(pl, tid, tscale) * tmix
     rgb, trgb = col[16:19].T, col[19:22].T
     albedo = rgb + (trgb - rgb) * w[:, None]
+    if paint is not None:
+        pixel_angle = 2.0 * jnp.tan(jnp.deg2rad(params.fovy) / 2.0) / int(height)
+        facing = jnp.maximum(jnp.abs(_dot(nw, d)), 1e-3)
+        albedo = paint(params, SurfaceHit(ph, idx, t_hit * pixel_angle, facing), albedo)
     light = params.light_rgb * params.light_intensity
     diffuse = params.ambient + light * (ndl * lit)[:, None]
     color = albedo * diffuse + light * (spec * lit)[:, None]
     color = jnp.where(hit[:, None], color, textures.background(d, params))
-    dist = jnp.where(hit, t, SKY_DISTANCE)
+    dist = jnp.where(hit, t, sky_distance)
     fog = jnp.exp(-params.fog_density * dist)[:, None]
     color = color * fog + params.fog_rgb * (1.0 - fog)
     img = jnp.round(jnp.clip(color, 0.0, 1.0) * 255.0).astype(jnp.uint8)

@@ -26,7 +26,9 @@ from pvm_mbrl.shifts.families import (
 from pvm_mbrl.shifts.pipeline import render_shifted
 from pvm_mbrl.shifts.presets import (
     DCS_LEVELS,
+    DRIVING,
     PRESETS,
+    STUDY_LIGHTING,
     Preset,
     ShiftBatch,
     batch,
@@ -38,8 +40,10 @@ from pvm_mbrl.shifts.scene import SceneContext, SceneRoles
 
 __all__ = [
     "DCS_LEVELS",
+    "DRIVING",
     "FAMILIES",
     "PRESETS",
+    "STUDY_LIGHTING",
     "Family",
     "Preset",
     "SceneContext",

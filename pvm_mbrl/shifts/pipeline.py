@@ -23,11 +23,14 @@ def render_shifted(
     height: int,
     width: int,
     shadows: bool = True,
+    paint=None,
+    sky_distance: float = rendering.SKY_DISTANCE,
 ) -> rendering.RenderOutput:
     """``render.render`` of the shifted scene, with the image families applied to ``rgb``.
 
-    Distractor geoms are drawn at the positions the ``distractors`` family chose; this moves
-    only what is drawn, never the physics state.
+    ``paint`` and ``sky_distance`` go to ``render.render``. Distractor geoms are drawn at the
+    positions the ``distractors`` family chose; this moves only what is drawn, never the
+    physics state.
     """
     ids = geom.geom_ids[roles.distractors]
     ctx = SceneContext(params, distractor_pos=geom_xpos[ids])
@@ -44,5 +47,7 @@ def render_shifted(
         height=height,
         width=width,
         shadows=shadows,
+        paint=paint,
+        sky_distance=sky_distance,
     )
     return out.replace(rgb=apply_image(spec, state, out.rgb))

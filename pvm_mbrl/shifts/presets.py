@@ -11,6 +11,10 @@ Names accepted by :func:`get`:
 - DMControl-GB style ``color-easy``/``color-hard``, ``video-easy``/``video-hard`` (a moving
   procedural background stands in for videos);
 - RL-ViGen style ``appearance-``, ``camera-``, ``lighting-``, ``scene-`` ``easy``/``hard``;
+- the reference study's CARLA lighting shifts ``soft_high_light``, ``soft_noisy_low_light``,
+  ``hard_low_light``, ``hard_noisy_low_light`` (:data:`STUDY_LIGHTING`), and CARLA's weather
+  presets ``cloudy``, ``wet_road``, ``hard_rain``, ``clear_sunset``, ``clear_night``,
+  ``foggy`` (:data:`DRIVING`; made for the ``Highway`` task, valid on every task);
 - any single family at a severity, ``FAMILY@S`` (e.g. ``fog@0.5``);
 - a composition with ``+`` (e.g. ``texture+fog@0.3``): the larger severity wins per family.
 
@@ -71,6 +75,24 @@ def _dcs(s: float, dynamic: bool) -> Preset:
     return Preset.of(name, fams, drift=0.1 if dynamic else 0.0)
 
 
+def _driving() -> dict[str, Preset]:
+    """The reference study's four CARLA lighting shifts (by name and meaning: light up, or
+    down with and without sensor noise) and CARLA's weather presets (clear noon is ``id``)."""
+    out = [
+        Preset.of("soft_high_light", {"bright": 0.6}),
+        Preset.of("soft_noisy_low_light", {"night": 0.5, "sensor_noise": 0.25}),
+        Preset.of("hard_low_light", {"night": 0.9}),
+        Preset.of("hard_noisy_low_light", {"night": 0.9, "sensor_noise": 0.5}),
+        Preset.of("cloudy", {"overcast": 0.8}),
+        Preset.of("wet_road", {"overcast": 0.5, "wet": 1.0}),
+        Preset.of("hard_rain", {"overcast": 1.0, "wet": 1.0, "rain": 1.0, "fog": 0.3}),
+        Preset.of("clear_sunset", {"sunset": 1.0}),
+        Preset.of("clear_night", {"night": 0.95}),
+        Preset.of("foggy", {"overcast": 0.6, "fog": 0.7}),
+    ]
+    return {p.name: p for p in out}
+
+
 def _named() -> dict[str, Preset]:
     out = [
         Preset.of("id", {}),
@@ -95,9 +117,17 @@ def _named() -> dict[str, Preset]:
         Preset.of("scene-hard", {"distractors": 1.0, "background": 1.0, "surface_texture": 0.7}),
     ]
     out += [_dcs(s, dyn) for s in DCS_LEVELS for dyn in (False, True)]
+    out += list(DRIVING.values())
     return {p.name: p for p in out}
 
 
+DRIVING: dict[str, Preset] = _driving()
+STUDY_LIGHTING = (
+    "soft_high_light",
+    "soft_noisy_low_light",
+    "hard_low_light",
+    "hard_noisy_low_light",
+)
 PRESETS: dict[str, Preset] = _named()
 
 

@@ -29,6 +29,9 @@ class SceneRoles:
 
     ``distractor_low``/``distractor_high`` bound where shown distractors are placed (world
     x, y, z of their centres); ``distractor_park`` is where hidden ones go (out of view).
+    ``length_scale`` (metres) is the size of the scene the families' lengths are given for: 1
+    for the table-top and ``dmc/`` scenes; a road scene sets ~50, so fog reaches as far
+    relative to what the camera sees and the camera moves in proportion.
     """
 
     table: np.ndarray
@@ -39,6 +42,7 @@ class SceneRoles:
     distractor_low: tuple[float, float, float] = (-0.3, -0.3, 0.03)
     distractor_high: tuple[float, float, float] = (0.3, 0.3, 0.03)
     distractor_park: tuple[float, float, float] = (0.0, 0.0, -10.0)
+    length_scale: float = 1.0
 
     def __post_init__(self):
         if len(self.distractors) > MAX_DISTRACTORS:
@@ -145,20 +149,87 @@ def night(ctx, roles, s, u):
     return ctx.replace(params=p)
 
 
-def fog(ctx, roles, s, u):
-    """Exponential fog of density up to 3 per metre (s = 1 hides the far table)."""
+def bright(ctx, roles, s, u):
+    """Over-exposure (the study's high light): the main light up to 2.2x, ambient light up to
+    2x and the sky up to 1.5x as bright (clipped at white)."""
     del roles, u
     p = ctx.params
-    return ctx.replace(params=p.replace(fog_density=p.fog_density + 3.0 * s))
+    p = p.replace(
+        light_intensity=p.light_intensity * (1.0 + 1.2 * s),
+        ambient=p.ambient * (1.0 + s),
+        background_rgb=jnp.clip(p.background_rgb * (1.0 + 0.5 * s), 0.0, 1.0),
+        background_rgb2=jnp.clip(p.background_rgb2 * (1.0 + 0.5 * s), 0.0, 1.0),
+    )
+    return ctx.replace(params=p)
+
+
+def overcast(ctx, roles, s, u):
+    """Cloud cover: the sun's direct light falls by up to 75% and ambient light rises by up to
+    40%, the sky turns a flat grey."""
+    del roles, u
+    p = ctx.params
+    grey = jnp.array([0.62, 0.64, 0.67])
+    p = p.replace(
+        light_intensity=p.light_intensity * (1.0 - 0.75 * s),
+        ambient=p.ambient * (1.0 + 0.4 * s),
+        specular=p.specular * (1.0 - 0.8 * s),
+        background_rgb=_lerp(p.background_rgb, grey, s),
+        background_rgb2=_lerp(p.background_rgb2, grey * 0.9, s),
+        fog_rgb=_lerp(p.fog_rgb, grey, s),
+    )
+    return ctx.replace(params=p)
+
+
+def wet(ctx, roles, s, u):
+    """A wet surface: the table (a road's asphalt) darkens by up to 45% and turns glossy
+    (specular strength up to 4x, sharper highlights)."""
+    del u
+    p = ctx.params
+    idx = roles.table
+    p = p.replace(
+        geom_rgb=p.geom_rgb.at[idx].set(p.geom_rgb[idx] * (1.0 - 0.45 * s)),
+        specular=p.specular * (1.0 + 3.0 * s),
+        shininess=p.shininess * (1.0 + 2.0 * s),
+    )
+    return ctx.replace(params=p)
+
+
+def sunset(ctx, roles, s, u):
+    """A low, warm sun: the light turns towards 8 degrees above the horizon (keeping its
+    compass direction), its colour and the sky's warm to orange, and it dims by 30%."""
+    del roles, u
+    p = ctx.params
+    d = p.light_dir / jnp.linalg.norm(p.light_dir)
+    flat = jnp.array([d[0], d[1], 0.0]) + jnp.array([1e-3, 0.0, 0.0])
+    flat = flat / jnp.linalg.norm(flat)
+    low = flat * jnp.cos(jnp.deg2rad(8.0)) - jnp.array([0.0, 0.0, jnp.sin(jnp.deg2rad(8.0))])
+    orange = jnp.array([1.0, 0.55, 0.25])
+    p = p.replace(
+        light_dir=_lerp(d, low, s),
+        light_rgb=_lerp(p.light_rgb, orange, s),
+        light_intensity=p.light_intensity * (1.0 - 0.3 * s),
+        background_rgb=_lerp(p.background_rgb, jnp.array([0.95, 0.55, 0.3]), s),
+        background_rgb2=_lerp(p.background_rgb2, jnp.array([0.35, 0.3, 0.5]), s),
+        fog_rgb=_lerp(p.fog_rgb, jnp.array([0.9, 0.6, 0.4]), s),
+    )
+    return ctx.replace(params=p)
+
+
+def fog(ctx, roles, s, u):
+    """Exponential fog of density up to 3 per ``length_scale`` metres (s = 1 hides the far
+    table)."""
+    del u
+    p = ctx.params
+    return ctx.replace(params=p.replace(fog_density=p.fog_density + 3.0 * s / roles.length_scale))
 
 
 def camera(ctx, roles, s, u):
-    """Camera moves by up to 8 cm, turns by up to 0.35 rad about each of its axes and its field
-    of view changes by up to +-15 degrees (zoom), all scaled by s. u: 7 draws."""
-    del roles
+    """Camera moves by up to 8 cm (times ``length_scale``), turns by up to 0.35 rad about each
+    of its axes and its field of view changes by up to +-15 degrees (zoom), all scaled by s.
+    u: 7 draws."""
     p = ctx.params
     p = p.replace(
-        cam_pos_offset=p.cam_pos_offset + 0.08 * s * u[0:3],
+        cam_pos_offset=p.cam_pos_offset + 0.08 * roles.length_scale * s * u[0:3],
         cam_rot_offset=p.cam_rot_offset + 0.35 * s * u[3:6],
         fovy=p.fovy + 15.0 * s * u[6],
     )

@@ -8,10 +8,13 @@ bicycle, IDM traffic, and the task's pure step/reward/observation functions.
     state.reward, state.done, sim.state_obs(state, config), sim.cars_pose(state, config)
 
 Modules: ``road`` (geometry, Frenet ``point``/``project``), ``vehicle`` (bicycle model),
-``traffic`` (IDM followers), ``sim`` (the task), ``scripted`` (a pure-pursuit driver).
+``traffic`` (IDM followers), ``sim`` (the task), ``scripted`` (a pure-pursuit driver),
+``scene`` (what the camera sees: geoms and the painted road) and ``highway`` (the rendered env,
+``envs.make("Highway")``).
 """
 
-from pvm_mbrl.envs.driving import road, scripted, sim, traffic, vehicle
+from pvm_mbrl.envs.driving import highway, road, scene, scripted, sim, traffic, vehicle
+from pvm_mbrl.envs.driving.highway import Highway
 from pvm_mbrl.envs.driving.road import LANE_WIDTH, Road, make_road
 from pvm_mbrl.envs.driving.sim import (
     OBS_SIZE,
@@ -28,13 +31,16 @@ __all__ = [
     "LANE_WIDTH",
     "OBS_SIZE",
     "Config",
+    "Highway",
     "Road",
     "SimState",
     "cars_pose",
     "ego_camera",
+    "highway",
     "make_road",
     "reset",
     "road",
+    "scene",
     "scripted",
     "sim",
     "state_obs",
