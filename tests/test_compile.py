@@ -107,6 +107,7 @@ def test_cache_folder_is_the_users_choice(tmp_path):
         assert probe(tmp_path, PVM_MBRL_JAX_CACHE=off) == ("None", False)
 
 
+@pytest.mark.slow  # make test-slow (CI): cold compile time
 def test_run_compiles_each_function_once(tmp_path):
     with CompileLog() as log:
         run(Experiment.of(**FLAGS, logdir=str(tmp_path / "run")), progress=False)

@@ -98,6 +98,7 @@ def test_segmentation_matches_mujoco_renderer(name):
     assert np.mean(agree) >= 0.99, f"{name}: {np.round(agree, 4)} of pixels agree"
 
 
+@pytest.mark.slow  # make test-slow (CI): cold compile time
 def test_every_shift_preset_on_a_dmc_task():
     """All named presets render in one batch through one compiled step; ``id`` leaves the
     image as it is, every other preset changes it, and no shift touches the physics."""

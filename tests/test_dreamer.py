@@ -309,6 +309,7 @@ def test_policy_modes_and_carry(agent, trained):
         agent.policy(state, carry, obs, jax.random.PRNGKey(0), mode="greedy")
 
 
+@pytest.mark.slow  # make test-slow (CI): cold compile time
 def test_discrete_actions():
     agent = Dreamer(tiny_config(), OBS, Space((), jnp.int32, 0, 4))
     state = agent.init(jax.random.PRNGKey(0))
@@ -362,6 +363,7 @@ def test_policy_rejects_carry_of_another_batch(agent):
     assert agent.initial_carry(np.int64(2))["deter"].shape == (2, 32)
 
 
+@pytest.mark.slow  # make test-slow (CI): cold compile time
 def test_bfloat16_losses_and_gradients_match_float32():
     """bfloat16 compute (float32 parameters, as the official DreamerV3 runs on accelerators)
     keeps every loss within 2% (or 0.02) of float32's and the gradient's direction."""
@@ -402,6 +404,7 @@ def context_batch(rng, agent, k=1, t=T):
     return batch
 
 
+@pytest.mark.slow  # make test-slow (CI): cold compile time
 def test_replay_context_starts_from_the_stored_latent():
     """K=1: the posterior starts from the latent stored at step 0 with the action taken there,
     and the loss covers steps 1.. only (checked against RSSM.observe run by hand); where step 1

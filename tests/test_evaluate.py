@@ -95,6 +95,7 @@ def test_batched_rollout_shapes_and_not_applicable(run):
     assert np.isnan(summary["normalised"][0][3]) and np.all(np.isfinite(summary["return"][1][:3]))
 
 
+@pytest.mark.slow  # make test-slow (CI): cold compile time
 def test_batching_does_not_mix_shifts(run):
     """A shift's episodes equal a rollout of its env alone (not batched with other presets or
     splits) with the same keys."""
@@ -111,6 +112,7 @@ def test_batching_does_not_mix_shifts(run):
     np.testing.assert_allclose(floor[:, 0], res.random_returns[:, 1], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow  # make test-slow (CI): cold compile time
 def test_rollout_frames_are_what_the_first_env_saw():
     env = envs.make("Reach", num_envs=2, auto_reset=False, **KW)
     key = jax.random.PRNGKey(SEED)

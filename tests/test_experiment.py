@@ -107,6 +107,7 @@ SCRIPT = [sys.executable, str(ROOT / "examples/train.py"), "--quiet"]
 KEYS = jax.numpy.stack([jax.random.PRNGKey(s) for s in FLAGS["seeds"]])
 
 
+@pytest.mark.slow  # make test-slow (CI): cold compile time
 def test_kill_and_resume_reproduces_the_uninterrupted_run(killed_run, caplog):
     logdir, reference, _, env = killed_run
     out = subprocess.run(
@@ -133,6 +134,7 @@ def test_kill_and_resume_reproduces_the_uninterrupted_run(killed_run, caplog):
 
 
 @pytest.mark.parametrize("save_replay", [True, False])
+@pytest.mark.slow  # make test-slow (CI): cold compile time
 def test_checkpoint_round_trip(killed_run, tmp_path, save_replay):
     logdir, _, state, _ = killed_run
     exp = Experiment.load(logdir)
@@ -156,6 +158,7 @@ def test_checkpoint_round_trip(killed_run, tmp_path, save_replay):
         manager.restore(jax.eval_shape(trainer.init, KEYS), step=8)
 
 
+@pytest.mark.slow  # make test-slow (CI): cold compile time
 def test_load_agent_builds_no_env(killed_run, monkeypatch):
     """A run records its env's spaces in experiment.json: loading its agent builds no env, and
     the agent sees the same spaces as one built from the env."""
@@ -169,6 +172,7 @@ def test_load_agent_builds_no_env(killed_run, monkeypatch):
     assert agent.act_space.to_dict() == want[1].to_dict() and len(states) == len(exp.seeds)
 
 
+@pytest.mark.slow  # make test-slow (CI): cold compile time
 def test_seeds_train_independently(killed_run):
     _, _, state, _ = killed_run
     a, b = (jax.tree.map(lambda x, i=i: np.asarray(x[i]), state.agent.params) for i in (0, 1))
@@ -190,6 +194,7 @@ def read_events(logdir: pathlib.Path) -> list:
     return events
 
 
+@pytest.mark.slow  # make test-slow (CI): cold compile time
 def test_run_writes_scalars_images_and_videos(killed_run):
     logdir = killed_run[0]
     values = [v for e in read_events(logdir) for v in e.summary.value]
@@ -244,6 +249,7 @@ def steps_in(logdir: pathlib.Path) -> list[int]:
     return sorted(int(p.name) for p in (logdir / "checkpoints").iterdir() if p.name.isdigit())
 
 
+@pytest.mark.slow  # make test-slow (CI): cold compile time
 def test_damaged_checkpoint_falls_back_and_resume_step_chooses(killed_run, tmp_path):
     logdir = tmp_path / "run"
     shutil.copytree(killed_run[0], logdir)
@@ -317,6 +323,7 @@ def test_second_writer_is_refused_at_once(tmp_path):
     RunLock(logdir).acquire().release()
 
 
+@pytest.mark.slow  # make test-slow (CI): cold compile time
 def test_resume_needs_a_run_directory(tmp_path, killed_run):
     missing = tmp_path / "mistyped"
     exp = Experiment.of(**{**FLAGS, "steps": 8, "logdir": str(missing)})

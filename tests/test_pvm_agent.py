@@ -64,7 +64,7 @@ def vit_leaves(params):
     return {jax.tree_util.keystr(p): np.asarray(v) for p, v in flat}
 
 
-@pytest.mark.parametrize("finetune", ["frozen", "partial(1)"])
+@pytest.mark.parametrize("finetune", ["frozen", pytest.param("partial(1)", marks=pytest.mark.slow)])
 def test_cached_and_uncached_give_the_same_loss_and_gradients(finetune):
     plain, cached = (
         Dreamer(config(finetune, False), OBS, ACT),

@@ -29,9 +29,13 @@ def scripted_rollout(name, split="train", seed=0):
     return env, final, jax.tree.map(np.asarray, traj)
 
 
-# PickObject (1.2 min cold) is slow; PickCube checks the same grasp in make test.
+# Push, PickCube and PickObject (1.2 min each, cold) are slow; Reach runs in make test.
+SLOW = pytest.mark.slow
+
+
 @pytest.mark.parametrize(
-    "name", ["Reach", "Push", "PickCube", pytest.param("PickObject", marks=pytest.mark.slow)]
+    "name",
+    ["Reach", *(pytest.param(n, marks=SLOW) for n in ("Push", "PickCube", "PickObject"))],
 )
 def test_scripted_controller_succeeds(name):
     env, _final, traj = scripted_rollout(name)

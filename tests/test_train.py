@@ -100,6 +100,7 @@ def test_chunk_updates_and_metrics(run):
     assert 0.0 < metrics1["episode/return"] <= EPISODE
 
 
+@pytest.mark.slow  # make test-slow (CI): cold compile time
 def test_replay_context_latents_are_stored_and_written_back(run):
     """Replay context in the loop: the random prefill stores the initial state, the policy
     its posterior after each observation, and each update writes the posterior latents of its
@@ -157,6 +158,7 @@ def test_replay_context_latents_are_stored_and_written_back(run):
         )
 
 
+@pytest.mark.slow  # make test-slow (CI): cold compile time
 def test_prefill_with_the_agents_policy(run):
     """``prefill_policy="agent"`` collects the first steps with the untrained agent, as the
     official code does (no random prefill): its actions are the policy's samples, unclipped in
