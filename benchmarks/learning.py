@@ -278,20 +278,19 @@ def main(argv=None):
         "| env steps | updates | wall (min) | final return | final success_once "
         "| random return | random success_once |"
     )
+    ret, succ = (f"{ret:.2f}", f"{succ:.2f}") if n else ("-", "-")  # no episode ended
     summary = (
-        f"| {last['env_steps']:,} | {last['updates']:,} | {last['wall']:.1f} | {ret:.2f} "
-        f"| {succ:.2f} | {rand_ret:.2f} | {rand_succ:.2f} |"
+        f"| {last['env_steps']:,} | {last['updates']:,} | {last['wall']:.1f} | {ret} "
+        f"| {succ} | {rand_ret:.2f} | {rand_succ:.2f} |"
     )
     print(f"\n{summary_h}\n{summary}")
     print(f"(final: {n} episodes of the last fifth of the chunks; random: {a.random_episodes})")
     eval_h = (
-        "| eval episodes | eval-policy return | eval-policy success_once | random return "
-        "| random success_once |"
+        "| eval episodes | eval-policy return | success_once | success_end | random return "
+        "| success_once | success_end |"
     )
-    eval_row = (
-        f"| {a.eval_episodes} | {evaluated['learned'][0]:.2f} | {evaluated['learned'][1]:.2f} "
-        f"| {evaluated['random'][0]:.2f} | {evaluated['random'][1]:.2f} |"
-    )
+    learned, rand = evaluated["learned"], evaluated["random"]
+    eval_row = f"| {a.eval_episodes} | " + " | ".join(f"{x:.2f}" for x in (*learned, *rand)) + " |"
     print(f"\n{eval_h}\n{eval_row}")
 
     if not a.no_plot:
@@ -310,7 +309,7 @@ def main(argv=None):
         "eval: the final agent's eval policy (the actor's mode) and uniform random actions on "
         f"the same {a.eval_episodes} fresh episodes"
     )
-    rows = [summary_h, "|" + "---|" * 7, summary, "", eval_h, "|" + "---|" * 5, eval_row, ""]
+    rows = [summary_h, "|" + "---|" * 7, summary, "", eval_h, "|" + "---|" * 7, eval_row, ""]
     rows += [header, "|" + "---|" * 6]
     append_results(HEADING, notes, rows + [fmt(r) for r in shown])
 
@@ -330,20 +329,22 @@ def make_env(a, num_envs: int):
     )
 
 
-def final_eval(a, agent: Dreamer, agent_state) -> dict[str, tuple[float, float]]:
-    """Return and success_once of the eval policy and of random actions on the same
-    ``a.eval_episodes`` fresh episodes (printed); writes ``a.gif`` from the first of them."""
+def final_eval(a, agent: Dreamer, agent_state) -> dict[str, tuple[float, float, float]]:
+    """Return, success_once and success_end of the eval policy and of random actions on the
+    same ``a.eval_episodes`` fresh episodes (printed); writes ``a.gif`` from the first of them.
+    (On Highway success_end is the share of episodes that finish without a collision or a road
+    exit.)"""
     env = make_env(a, a.eval_episodes)
     play = evaluate.make_rollout([env], a.eval_episodes, agent, frames=bool(a.gif))
     key = jax.random.PRNGKey(a.seed + 2)
     out = {}
     for name, rand in (("learned", False), ("random", True)):
         (o,) = jax.device_get(play(agent_state, key, rand))
-        out[name] = (float(o["return"].mean()), float(o["success_once"].mean()))
+        out[name] = tuple(float(o[k].mean()) for k in ("return", "success_once", "success_end"))
         out[name + "_frames"] = o.get("frames")
         print(
             f"{name} policy on {a.eval_episodes} episodes: return {out[name][0]:.2f}, "
-            f"success_once {out[name][1]:.2f}",
+            f"success_once {out[name][1]:.2f}, success_end {out[name][2]:.2f}",
             flush=True,
         )
     if a.gif and out["learned_frames"] is not None:

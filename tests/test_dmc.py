@@ -134,8 +134,16 @@ def test_model_dynamics_equal_the_suite(name):
 # Tasks that only change a parameter of a code path another task checks in make test run in
 # the slow checks (one MJX compile, 30-60 s, each): reacher_hard (also 1,000 states for its rare
 # reward) beside reacher_easy, finger_turn_hard beside finger_turn_easy, walker_run beside
-# walker_walk, cartpole_balance_sparse beside cartpole_swingup_sparse.
-VARIANTS = ("reacher_hard", "finger_turn_hard", "walker_run", "cartpole_balance_sparse")
+# walker_walk, cartpole_balance_sparse beside cartpole_swingup_sparse; finger_turn_easy beside
+# finger_spin; and cheetah_run, whose model compiles longest (75 s cold).
+VARIANTS = (
+    "reacher_hard",
+    "finger_turn_easy",
+    "finger_turn_hard",
+    "walker_run",
+    "cartpole_balance_sparse",
+    "cheetah_run",
+)
 
 
 def _slow_variants(tasks):

@@ -72,7 +72,13 @@ def test_drawn_models_cover_every_task():
     assert all(drawn(n) in covered for n in dmc.TASKS)
 
 
-@pytest.mark.parametrize("name", DRAWN)
+# cheetah (the longest compile) and finger's turn models run in make test-slow (CI).
+SLOW_DRAWN = ("cheetah_run", "finger_turn_easy", "finger_turn_hard")
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_DRAWN else n for n in DRAWN]
+)
 def test_segmentation_matches_mujoco_renderer(name):
     """Three start states per drawn model, camera 0 at 64 px: >= 99% of their pixels name the same
     geom. (Counted over the three images: where the floor's far edge lies along an image row,

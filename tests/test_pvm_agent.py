@@ -97,6 +97,7 @@ def test_cached_and_uncached_give_the_same_loss_and_gradients(finetune):
         cached.train(state, batch, key)
 
 
+@pytest.mark.slow  # make test-slow (CI): cold compile time
 def test_fine_tuning_levels_in_the_optimiser():
     finetune = "partial(1)"
     agent = Dreamer(config(finetune, True, pvm_lr=1e-2), OBS, ACT)
@@ -154,6 +155,7 @@ class StatePixels(wrappers.Wrapper):
         return {**self.env.observation_space, "pixels": OBS["pixels"]}
 
 
+@pytest.mark.slow  # make test-slow (CI): cold compile time
 def test_trainer_stores_the_cache_in_replay():
     env = envs.make(
         "Reach", obs_mode="state", render=False, num_envs=2, episode_length=5, auto_reset=False

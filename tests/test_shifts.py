@@ -259,27 +259,48 @@ def test_render_and_shifts_do_not_import_envs():
 
 
 def test_each_env_gets_its_preset_as_batched_data():
-    """BatchEnv hands env ``i`` row ``i % len(presets)`` of the presets' severities and drift
-    through its vmap; nothing in the envs reads its position on a vmap axis."""
+    """BatchEnv hands env ``i`` row ``i`` of ``env.env_params(n)`` through its vmap (rows
+    ``i % len(presets)`` of the presets' severities and drift for a shifted task); nothing in
+    the envs reads its position on a vmap axis. (End to end, with pixels:
+    test_scene_shifts_leave_physics_untouched.)"""
     import pathlib
 
     from pvm_mbrl import envs
 
+    class Tagged(envs.Env):  # resets to the parameter row it was handed
+        row = None
+        action_space = observation_space = None
+
+        def env_params(self, num_envs):
+            return jnp.arange(num_envs, dtype=jnp.float32) * 10.0
+
+        def with_env_params(self, params):
+            out = Tagged()
+            out.row = params
+            return out
+
+        def reset(self, key):
+            zero = jnp.zeros(())
+            return envs.State(None, {"row": self.row}, zero, zero)
+
+        advance = observe = None
+
+    batch = envs.BatchEnv(envs.TimeLimit(Tagged(), 5), 4)
+    rows = jax.jit(batch.reset)(jax.random.PRNGKey(0)).obs["row"]
+    np.testing.assert_array_equal(np.asarray(rows), [0.0, 10.0, 20.0, 30.0])
+    assert batch.env_params(4) is None  # consumed: an outer batch sees one env
+
     env = envs.make("Reach", image_size=8, num_envs=4, auto_reset=False)
-    env = envs.with_shift(env, ["fog@0.25", "video-easy"])
-    assert env.env_params(4) is None  # BatchEnv consumes the rows: an outer batch sees one env
-    sev, drift = env.unwrapped.env_params(4)
-    want = env.unwrapped.shift
-    np.testing.assert_array_equal(np.asarray(sev), want.severity[[0, 1, 0, 1]])
-    np.testing.assert_array_equal(np.asarray(drift), want.drift[[0, 1, 0, 1]])
-    state = jax.jit(env.reset)(jax.random.PRNGKey(0))
-    np.testing.assert_array_equal(np.asarray(state.info["shift"].severity), np.asarray(sev))
-    np.testing.assert_allclose(np.asarray(state.info["shift"].drift), np.asarray(drift))
-    # An env outside a batch takes the first preset; the batch consumes its rows.
-    single = envs.with_shift(envs.make("Reach", image_size=8, auto_reset=False), "video-easy")
-    got = single.reset(jax.random.PRNGKey(0)).info["shift"]
-    assert float(got.severity[0]) == 0.5 and float(got.drift) == pytest.approx(0.05)
+    task = envs.with_shift(env, ["fog@0.25", "video-easy"]).unwrapped
+    sev, drift = task.env_params(4)
+    np.testing.assert_array_equal(np.asarray(sev), task.shift.severity[[0, 1, 0, 1]])
+    np.testing.assert_array_equal(np.asarray(drift), task.shift.drift[[0, 1, 0, 1]])
+    key = jax.random.PRNGKey(1)
+    got = task.with_env_params((sev[1], drift[1]))._sample_shift(key)
+    np.testing.assert_array_equal(np.asarray(got.severity), task.shift.severity[1])
+    first = task._sample_shift(key)  # an env outside a batch takes the first preset
+    np.testing.assert_array_equal(np.asarray(first.severity), task.shift.severity[0])
     with pytest.raises(TypeError, match="takes no per-env parameters"):
-        envs.make("Reach", image_size=8, auto_reset=False).with_env_params(None)
+        env.unwrapped.with_env_params(None)
     root = pathlib.Path(envs.__file__).parent
     assert not [p for p in root.rglob("*.py") if "axis_index" in p.read_text()]

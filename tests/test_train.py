@@ -244,6 +244,7 @@ def test_two_device_mesh_matches_one_device(tmp_path):
     assert "MATCH" in proc.stdout
 
 
+@pytest.mark.slow  # make test-slow (CI): cold compile time
 def test_unfused_chunk_matches_the_fused_one(run):
     """fused=False (one compiled call per cycle and per update, faster on XLA:CPU) takes the
     same steps in the same order as the single compiled chunk."""

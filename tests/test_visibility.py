@@ -30,6 +30,7 @@ def test_reach_front_view_shows_target_and_gripper(reach):
     assert grip.in_view.all() and not grip.on_edge.any()
 
 
+@pytest.mark.slow  # 30-40 s cold each; the Reach views stay in make test
 @pytest.mark.parametrize("task", ["PickCube", "PickObject"])
 def test_pick_object_in_wrist_view_at_reset(task):
     vis = envs.visibility(envs.make(task, camera="wrist"), ["object"], n=256)
