@@ -1,11 +1,12 @@
-"""Env throughput: batched env steps/s of a task with physics only, physics + render, and
-physics + render under visual shifts, next to C MuJoCo physics on one thread.
+"""Env throughput: batched env steps/s of tasks with physics only, physics + render, and
+physics + render under visual shifts, next to C MuJoCo physics on one thread (for the tasks
+whose physics is MuJoCo's; ``Highway``'s is its own, in JAX).
 
 Each configuration runs ``--steps`` env steps of ``--batch`` envs with random actions inside
 one jitted ``lax.scan`` (compile excluded, best of ``--repeats``). The ratio of a shifted to an
 unshifted step is the cost of the shift. Appends the table to benchmarks/RESULTS.md.
 
-    python benchmarks/env_step.py --task PickCube --batch 16 64 --size 64
+    python benchmarks/env_step.py --task PickCube Highway --batch 16 64 --size 64
 """
 
 from __future__ import annotations
@@ -45,9 +46,12 @@ def bench_env(task, batch, size, steps, repeats, camera, **kwargs) -> float:
     return steps * batch / best_time(lambda: run(state), repeats)
 
 
-def bench_c_mujoco(task, steps) -> float:
-    """Control steps/s of C MuJoCo on one thread (same model, same substeps per control step)."""
+def bench_c_mujoco(task, steps) -> float | None:
+    """Control steps/s of C MuJoCo on one thread (same model, same substeps per control step);
+    None for a task whose physics is not MuJoCo's."""
     task_env = envs.make(task, obs_mode="state", render=False).unwrapped
+    if task_env.mjx_model is None:
+        return None
     m = task_env.mj_model
     d = mujoco.MjData(m)
     mujoco.mj_forward(m, d)
@@ -64,8 +68,8 @@ def bench_c_mujoco(task, steps) -> float:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--task", default="PickCube")
-    ap.add_argument("--camera", default="wrist")
+    ap.add_argument("--task", nargs="+", default=["PickCube"])
+    ap.add_argument("--camera", default=None, help="default: each task's (envs.make)")
     ap.add_argument("--batch", type=int, nargs="+", default=[16, 64])
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--steps", type=int, default=10)
@@ -74,28 +78,29 @@ def main(argv=None):
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
 
-    cols = ["physics only (MJX)", "physics + render", *[f"+ shift {s}" for s in args.shifts]]
-    header = "| batch | " + " | ".join(cols) + " | C MuJoCo physics (1 thread) |"
-    rows = [header, "|" + "---|" * (len(cols) + 2)]
+    cols = ["physics only", "physics + render", *[f"+ shift {s}" for s in args.shifts]]
+    header = "| task | batch | " + " | ".join(cols) + " | C MuJoCo physics (1 thread) |"
+    rows = [header, "|" + "---|" * (len(cols) + 3)]
     print(header)
-    c_rate = bench_c_mujoco(args.task, 200)
-    for batch in args.batch:
-        common = dict(steps=args.steps, repeats=args.repeats, camera=args.camera)
-        phys = bench_env(args.task, batch, args.size, obs_mode="state", render=False, **common)
-        full = bench_env(args.task, batch, args.size, **common)
-        shifted = [bench_env(args.task, batch, args.size, shift=s, **common) for s in args.shifts]
-        cells = [f"{phys:,.0f}", f"{full:,.0f}"]
-        cells += [f"{r:,.0f} ({full / r:.2f}x cost)" for r in shifted]
-        row = f"| {batch} | " + " | ".join(cells) + f" | {c_rate:,.0f} |"
-        rows.append(row)
-        print(row, flush=True)
+    for task in args.task:
+        c_rate = bench_c_mujoco(task, 200)
+        c_cell = "-" if c_rate is None else f"{c_rate:,.0f}"
+        for batch in args.batch:
+            common = dict(steps=args.steps, repeats=args.repeats, camera=args.camera)
+            phys = bench_env(task, batch, args.size, obs_mode="state", render=False, **common)
+            full = bench_env(task, batch, args.size, **common)
+            shifted = [bench_env(task, batch, args.size, shift=s, **common) for s in args.shifts]
+            cells = [f"{phys:,.0f}", f"{full:,.0f}"]
+            cells += [f"{r:,.0f} ({full / r:.2f}x cost)" for r in shifted]
+            row = f"| {task} | {batch} | " + " | ".join(cells) + f" | {c_cell} |"
+            rows.append(row)
+            print(row, flush=True)
     if not args.no_write:
-        substeps = envs.make(args.task, obs_mode="state", render=False).unwrapped.substeps
         notes = [
-            f"task: {args.task}, {args.camera} camera, {args.size}x{args.size} pixels, env steps/s "
-            f"(control steps of {substeps} physics steps each), random actions, "
-            "batch sizes as listed (vmap), "
-            f"{args.steps} steps per jitted scan, best of {args.repeats}",
+            f"tasks: {', '.join(args.task)}, camera {args.camera or 'each task default'}, "
+            f"{args.size}x{args.size} pixels, env steps/s (control steps), random actions, "
+            f"batch sizes as listed (vmap), {args.steps} steps per jitted scan, "
+            f"best of {args.repeats}",
         ]
         append_results(HEADING, notes, rows)
 
