@@ -31,8 +31,9 @@ class Args:
     """Run directories (each with experiment.json and checkpoints/)."""
     names: tuple[str, ...] | None = None
     """Model names for the table, one per run (default: the directory names)."""
-    shifts: tuple[str, ...] = evaluate.DEFAULT_SHIFTS
-    """Visual presets, task splits (novel_objects, outer_positions) or split+preset."""
+    shifts: tuple[str, ...] | None = None
+    """Visual presets, task splits (novel_objects, outer_positions; Highway: dense, curvy) or
+    split+preset (default: the task's, evaluate.default_shifts)."""
     episodes: int = 16
     """Episodes per shift and seed."""
     seed: int = 0

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from examples_loader import load_example
 
-from pvm_mbrl import envs, evaluate
+from pvm_mbrl import envs, evaluate, shifts
 from pvm_mbrl.dreamer import Dreamer, DreamerConfig
 from pvm_mbrl.evaluate import results as evaluate_results
 from pvm_mbrl.experiment import Experiment
@@ -349,3 +349,24 @@ def test_example_checks_the_merge_before_evaluating(example, tmp_path):
     with pytest.raises(FileNotFoundError, match="checkpoint"):
         example.main(["--runs", str(reach), *common, "--overwrite"])
     assert _snapshot(out) == before
+
+
+def test_study_lines_follow_the_reference_layout():
+    res = _fake(task="Highway", shifts=("id", "hard_low_light", "novel_objects"))
+    lines = evaluate.study_lines({"CNN": res}).splitlines()
+    assert len(lines) == 2  # the shift that does not apply is left out
+    mean = res.returns[:, 1].mean(1).mean()
+    assert f"('carla', 'hard_low_light', 'CNN') seeds 3 mean {mean:.1f} eps/seed [4, 4, 4]" in lines
+    assert lines[0].startswith("('carla', 'ID', 'CNN') seeds 3 mean ")
+    assert evaluate.study_lines({"CNN": _fake()}).startswith("('pick_ycb', 'ID', 'CNN')")
+    # the reference file's own lines parse the same way
+    ref = pathlib.Path(__file__).resolve().parents[1] / "benchmarks/reference/study_seed_scores.txt"
+    pattern = r"^\('(\w+)', '(\w+)', '(\w+)'\) seeds \d+ mean -?[\d.]+ eps/seed \[[\d, ]+\]$"
+    for line in ref.read_text().splitlines()[:5] + lines:
+        assert re.match(pattern, line), line
+
+
+def test_driving_evaluates_its_own_shifts_by_default():
+    assert evaluate.default_shifts("Highway") == ("id", "dense", "curvy", *shifts.STUDY_LIGHTING)
+    assert evaluate.default_shifts("Reach") == evaluate.DEFAULT_SHIFTS
+    assert evaluate.parse_shift("curvy+hard_low_light") == ("curvy", "hard_low_light")

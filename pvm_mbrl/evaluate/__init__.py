@@ -40,7 +40,13 @@ Conventions:
   :mod:`~pvm_mbrl.evaluate.runs` (:func:`evaluate_runs`); each imports only those before it.
 """
 
-from pvm_mbrl.evaluate.report import bar_chart, caption, markdown_table, write_results
+from pvm_mbrl.evaluate.report import (
+    bar_chart,
+    caption,
+    markdown_table,
+    study_lines,
+    write_results,
+)
 from pvm_mbrl.evaluate.results import (
     METRICS,
     RESULTS_FILES,
@@ -59,10 +65,18 @@ from pvm_mbrl.evaluate.results import (
 )
 from pvm_mbrl.evaluate.rollout import Evaluator, evaluate, make_rollout, random_floor
 from pvm_mbrl.evaluate.runs import evaluate_runs
-from pvm_mbrl.evaluate.targets import DEFAULT_SHIFTS, SPLIT_SHIFTS, max_return, parse_shift
+from pvm_mbrl.evaluate.targets import (
+    DEFAULT_SHIFTS,
+    DRIVING_SHIFTS,
+    SPLIT_SHIFTS,
+    default_shifts,
+    max_return,
+    parse_shift,
+)
 
 __all__ = [
     "DEFAULT_SHIFTS",
+    "DRIVING_SHIFTS",
     "METRICS",
     "RESULTS_FILES",
     "SPLIT_SHIFTS",
@@ -71,6 +85,7 @@ __all__ = [
     "bar_chart",
     "caption",
     "check_merge",
+    "default_shifts",
     "evaluate",
     "evaluate_runs",
     "floor_key",
@@ -85,6 +100,7 @@ __all__ = [
     "read_earlier",
     "read_json",
     "settings",
+    "study_lines",
     "summarise",
     "write_csv",
     "write_json",

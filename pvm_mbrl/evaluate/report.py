@@ -49,6 +49,34 @@ def markdown_table(
     return "\n".join(lines)
 
 
+def study_lines(results_by_model: Mapping[str, Results], world: str | None = None) -> str:
+    """The raw returns in the layout of the reference study's per-seed score file
+    (``benchmarks/reference/study_seed_scores.txt``), one line per (shift, model)::
+
+        ('carla', 'hard_low_light', 'CNN') seeds 3 mean 21.2 eps/seed [16, 16, 16]
+
+    ``world`` defaults to the study's name of the task's world (``carla`` for ``Highway``,
+    ``pick_ycb`` for the table-top tasks, else the task name); ``id`` is written ``ID``; the
+    mean is over seeds of each seed's mean return. Shifts that do not apply are left out."""
+    lines = []
+    for model, res in results_by_model.items():
+        name = world or {"Highway": "carla"}.get(res.task)
+        if name is None:
+            name = "pick_ycb" if "/" not in res.task else res.task
+        for i, shift in enumerate(res.shifts):
+            per_seed = res.returns[:, i]  # [seeds, episodes]
+            if not np.isfinite(per_seed).any():
+                continue
+            mean = float(np.nanmean(np.nanmean(per_seed, axis=1)))
+            eps = [int(np.isfinite(row).sum()) for row in per_seed]
+            label = "ID" if shift == "id" else shift
+            lines.append(
+                f"({name!r}, {label!r}, {model!r}) seeds {len(per_seed)} mean {mean:.1f} "
+                f"eps/seed {eps}"
+            )
+    return "\n".join(sorted(lines))
+
+
 def bar_chart(
     results_by_model: Mapping[str, Results], path, metric: str = "normalised", title: str = ""
 ) -> pathlib.Path:

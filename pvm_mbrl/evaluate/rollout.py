@@ -13,7 +13,7 @@ from pvm_mbrl import envs
 from pvm_mbrl.dreamer import AgentState
 from pvm_mbrl.envs import episodes as episode_stats
 from pvm_mbrl.evaluate.results import Results, _json, _unjson, floor_key
-from pvm_mbrl.evaluate.targets import DEFAULT_SHIFTS, _check_inputs, _variants, max_return
+from pvm_mbrl.evaluate.targets import _check_inputs, _variants, max_return
 
 # ----- the compiled rollout ----------------------------------------------------------------------
 
@@ -143,6 +143,7 @@ def make_rollout(env_list: Sequence, episodes: int, agent=None, *, frames: bool 
 class Evaluator:
     """The env variants of ``(task, env_kwargs, shifts, episodes)`` and their one compiled
     rollout for ``agent`` (``None``: random actions only). Build it once, call it per seed.
+    ``shifts=None`` plays the task's default (``evaluate.default_shifts``).
 
     Attributes: ``shifts`` (the names), ``notes`` (why a shift does not apply), ``max_return``.
     """
@@ -151,13 +152,13 @@ class Evaluator:
         self,
         task: str,
         env_kwargs: Mapping | None = None,
-        shifts: Sequence[str] = DEFAULT_SHIFTS,
+        shifts: Sequence[str] | None = None,
         episodes: int = 16,
         agent=None,
         *,
         strict: bool = False,
     ):
-        self.env_kwargs, self.shifts = _check_inputs(env_kwargs, shifts, episodes)
+        self.env_kwargs, self.shifts = _check_inputs(env_kwargs, shifts, episodes, task)
         self.task, self.episodes, self.agent = task, int(episodes), agent
         self.variants, self.notes = _variants(
             task, self.env_kwargs, self.shifts, self.episodes, strict=strict
@@ -240,7 +241,7 @@ class Evaluator:
 def random_floor(
     task: str,
     env_kwargs: Mapping | None = None,
-    shifts: Sequence[str] = DEFAULT_SHIFTS,
+    shifts: Sequence[str] | None = None,
     episodes: int = 16,
     seed: int = 0,
     seeds: int = 1,
@@ -263,7 +264,7 @@ def evaluate(
     states,
     task: str,
     env_kwargs: Mapping | None = None,
-    shifts: Sequence[str] = DEFAULT_SHIFTS,
+    shifts: Sequence[str] | None = None,
     episodes: int = 16,
     seed: int = 0,
     *,

@@ -6,7 +6,7 @@ import pathlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pvm_mbrl.evaluate.report import write_results
+from pvm_mbrl.evaluate.report import study_lines, write_results
 from pvm_mbrl.evaluate.results import (
     METRICS,
     RESULTS_FILES,
@@ -17,14 +17,14 @@ from pvm_mbrl.evaluate.results import (
     settings,
 )
 from pvm_mbrl.evaluate.rollout import Evaluator
-from pvm_mbrl.evaluate.targets import DEFAULT_SHIFTS
+from pvm_mbrl.evaluate.targets import default_shifts
 from pvm_mbrl.experiment import Experiment, load_agent
 
 
 def evaluate_runs(
     runs: Mapping[str, Any],
     out,
-    shifts: Sequence[str] = DEFAULT_SHIFTS,
+    shifts: Sequence[str] | None = None,
     episodes: int = 16,
     seed: int = 0,
     step: int | None = None,
@@ -41,7 +41,8 @@ def evaluate_runs(
     unless ``overwrite`` (models not evaluated now are always kept), and so do earlier results
     of another task, shift list, episode count or seed. Runs with the same task, env settings
     and agent config share one compiled rollout; random floors already in ``out/results.json``
-    are reused. Prints the Markdown table.
+    are reused. Prints the Markdown table. ``shifts=None`` plays each task's default
+    (:func:`~pvm_mbrl.evaluate.default_shifts`).
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
@@ -51,8 +52,9 @@ def evaluate_runs(
     previous = out / RESULTS_FILES[0]
     earlier = read_earlier(out, overwrite=overwrite)
     planned = {
-        name: settings(Experiment.load(run).env.task, shifts, episodes, seed)
+        name: settings(task, default_shifts(task) if shifts is None else shifts, episodes, seed)
         for name, run in runs.items()
+        for task in [Experiment.load(run).env.task]
     }
     check_merge(earlier, planned, previous, overwrite=overwrite)
     floors = load_floors(previous) if previous.exists() else {}
@@ -73,6 +75,7 @@ def evaluate_runs(
     merged = write_results(results, out, metric, overwrite=overwrite)
     kept = len(merged) - len(results)
     print(f"\n{(out / 'results.md').read_text()}")
+    print(f"In the reference study's layout (returns):\n{study_lines(merged)}\n")
     print(f"wrote {out}/results.{{json,csv,md,png}} ({len(results)} model(s) evaluated now", end="")
     print(f", {kept} kept from earlier)" if kept else ")")
     return merged

@@ -10,8 +10,10 @@ from typing import Any
 from pvm_mbrl import envs
 from pvm_mbrl import shifts as shifts_lib
 
-SPLIT_SHIFTS = ("novel_objects", "outer_positions")
+SPLIT_SHIFTS = ("novel_objects", "outer_positions", "dense", "curvy")
 DEFAULT_SHIFTS = ("id", "novel_objects", "outer_positions", "texture", "weak", "strong")
+# The study's CARLA evaluation: its four lighting shifts, and Highway's two held-out splits.
+DRIVING_SHIFTS = ("id", "dense", "curvy", *shifts_lib.STUDY_LIGHTING)
 _RESERVED = ("num_envs", "auto_reset", "shift", "split")
 
 
@@ -32,6 +34,12 @@ def max_return(env) -> float:
 
 
 # ----- shifts and the env variants -------------------------------------------------------------
+
+
+def default_shifts(task: str) -> tuple[str, ...]:
+    """What an evaluation of ``task`` plays when no shifts are given: :data:`DRIVING_SHIFTS`
+    for ``Highway``, :data:`DEFAULT_SHIFTS` (the study's table-top shifts) otherwise."""
+    return DRIVING_SHIFTS if task == "Highway" else DEFAULT_SHIFTS
 
 
 def parse_shift(name: str) -> tuple[str, str]:
@@ -65,8 +73,9 @@ class _Variant:
     env: Any
 
 
-def _check_inputs(env_kwargs, names, episodes) -> tuple[dict, tuple[str, ...]]:
+def _check_inputs(env_kwargs, names, episodes, task) -> tuple[dict, tuple[str, ...]]:
     env_kwargs = dict(env_kwargs or {})
+    names = default_shifts(task) if names is None else names
     bad = sorted(k for k in env_kwargs if k in _RESERVED)
     if bad:
         raise ValueError(f"env_kwargs must not set {bad}: evaluation chooses {_RESERVED} itself")
