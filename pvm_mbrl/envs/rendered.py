@@ -49,7 +49,7 @@ class RenderedEnv(core.Env):
     """Mixin of the rendering half of an env (see the module docstring)."""
 
     distractor_group = 2  # model geom group of the distractor geoms (drawn only under a shift)
-    paint = None  # a scene's own surface pattern (render.render's ``paint``), e.g. a road's
+    paint = None  # a scene's own surface pattern (render.render's ``paint``): a painted road
     sky_distance = render_lib.SKY_DISTANCE  # metres at which the fog covers the sky
 
     def _use_shift(self, shift) -> None:

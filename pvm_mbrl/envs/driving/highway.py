@@ -126,10 +126,6 @@ class Highway(RenderedEnv):
         return True
 
     @property
-    def max_step_reward(self) -> float:
-        return 1.0
-
-    @property
     def action_space(self) -> core.Space:
         return core.Space(
             (2,), jnp.float32, -1.0, 1.0, "[steer, throttle/brake]; values outside are clipped"
