@@ -24,9 +24,11 @@ def highway():
 
 @pytest.fixture(scope="module")
 def gallery():
-    """The same reset state (key 7) under every driving shift, 64 px."""
-    env = envs.make("Highway", num_envs=len(SHIFTS), auto_reset=False, shift=list(SHIFTS))
-    keys = jnp.stack([jax.random.PRNGKey(7)] * len(SHIFTS))
+    """The same reset state (key 7) under every driving shift, 64 px, and last ``clear_night``
+    without its headlights."""
+    presets = [*map(shifts.get, SHIFTS), shifts.Preset.of("unlit_night", {"night": 0.95})]
+    env = envs.make("Highway", num_envs=len(presets), auto_reset=False, shift=presets)
+    keys = jnp.stack([jax.random.PRNGKey(7)] * len(presets))
     return np.asarray(jax.jit(env.reset)(keys).obs["pixels"]).astype(float)
 
 
@@ -109,6 +111,19 @@ def test_every_driving_shift_changes_the_image_and_id_is_the_default_look(galler
     default = envs.make("Highway", auto_reset=False)
     plain = np.asarray(jax.jit(default.reset)(jax.random.PRNGKey(7)).obs["pixels"])
     np.testing.assert_array_equal(plain, gallery[0].astype(np.uint8))
+
+
+def test_clear_night_headlights_light_the_road_ahead_not_the_sky(gallery):
+    lit, unlit = gallery[SHIFTS.index("clear_night")], gallery[-1]
+    gain = (lit - unlit).mean(axis=-1)  # [64, 64]
+    assert gain.min() >= 0.0
+    np.testing.assert_array_equal(gain[:20], 0.0)  # sky and far horizon: beyond the beam
+    # A low beam: the lit band is the road ~5-25 m ahead (rows 33-44 with the horizon at 32),
+    # brightest mid-image, not the bonnet's view of the nearest metres.
+    profile = gain[:, 16:48].mean(axis=1)
+    assert 33 <= np.argmax(profile) <= 42 and profile.max() > 30.0, profile
+    assert profile[50:].max() < 2.0
+    assert gain[36, 32] > 2.0 * gain[36, 8]  # brightest straight ahead
 
 
 def test_the_scripted_driver_drives_the_env_cleanly():

@@ -274,6 +274,34 @@ def test_sphere_lit_head_on_is_brightest_at_centre():
     assert lum[16, 20] == pytest.approx(255 * hit[2] / 0.3, abs=1.0)
 
 
+def test_headlight_is_a_low_beam_fixed_to_the_camera_body():
+    xml = """<mujoco><worldbody>
+      <geom name="wall" type="box" pos="0 0 -4" size="5 5 0.01" rgba="1 1 1 1"/>
+      <camera name="cam" pos="0 0 0" xyaxes="1 0 0 0 1 0" fovy="60"/>
+    </worldbody></mujoco>"""
+    s = Scene(xml)
+    dark = s.params.replace(
+        light_intensity=jnp.float32(0.0), ambient=jnp.zeros(3), specular=jnp.float32(0.0)
+    )
+    assert s(dark, height=33, width=33, shadows=False).rgb.max() == 0
+    p = dark.replace(headlight_rgb=jnp.ones(3), headlight_range=jnp.float32(4.0))
+    out = s(p, height=33, width=33, shadows=False)
+    lum = out.rgb[..., 0].astype(float) / 255.0
+    # The centre ray meets the wall head-on at 3.99 m: beam exp(-(0.05/0.15)^2) at the axis,
+    # fall-off 1 / (1 + (t / range)^2), cosine 1.
+    t = float(out.depth[16, 16])
+    expected = np.exp(-((0.05 / 0.15) ** 2)) / (1.0 + (t / 4.0) ** 2)
+    assert lum[16, 16] == pytest.approx(expected, abs=1 / 255)
+    # Wide and flat: brighter 10 px to the side than 10 px up or down; aimed a little down.
+    assert lum[16, 26] > lum[26, 16] > lum[6, 16]
+    # Fixed to the body: turning the camera moves the image, not the light on the wall.
+    turned = s(
+        p.replace(cam_rot_offset=jnp.array([0.0, 0.1, 0.0])), height=33, width=33, shadows=False
+    )
+    assert np.abs(turned.rgb.astype(int) - out.rgb.astype(int)).max() > 0
+    assert turned.rgb[16, 16, 0] < out.rgb[16, 16, 0]
+
+
 def test_camera_offsets_move_the_view(scene):
     out = scene(height=9, width=9, shadows=False)
     p = scene.params.replace(cam_pos_offset=jnp.array([0.0, 0.0, -0.1]))  # forward 10 cm

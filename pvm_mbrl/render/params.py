@@ -45,6 +45,9 @@ class SceneParams:
       cam_rot_offset: camera rotation as an axis-angle vector (radians) in the camera frame,
         applied after the model camera orientation, ``[3]``.
       fovy: vertical field of view in degrees, ``[]``.
+      headlight_rgb: colour times strength of a spot light at the camera, aimed along the model
+        camera's axis (a car's headlights), ``[3]``; zero (the default) turns it off.
+      headlight_range: distance in metres at which the headlight's light has halved, ``[]``.
     """
 
     geom_rgb: jnp.ndarray
@@ -67,6 +70,8 @@ class SceneParams:
     cam_pos_offset: jnp.ndarray
     cam_rot_offset: jnp.ndarray
     fovy: jnp.ndarray
+    headlight_rgb: jnp.ndarray
+    headlight_range: jnp.ndarray
 
     @classmethod
     def default(cls, geom: SceneGeometry, camera: int | str | None = 0) -> SceneParams:
@@ -103,6 +108,8 @@ class SceneParams:
             cam_pos_offset=f32([0.0, 0.0, 0.0]),
             cam_rot_offset=f32([0.0, 0.0, 0.0]),
             fovy=f32(fovy),
+            headlight_rgb=f32([0.0, 0.0, 0.0]),
+            headlight_range=f32(1.0),
         )
 
     def with_texture(

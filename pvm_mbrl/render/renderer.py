@@ -132,6 +132,22 @@ def _dot(a, b):
     return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
 
 
+def _headlight(params, model_cam_mat, d, nw, t):
+    """Irradiance ``[N]`` of a car's low beams, as one light at the camera aimed along the model
+    camera's view axis (fixed to the body that carries the camera, so camera shifts do not turn
+    it). The beam is wide and flat, as low beams are: Gaussian in the tangents of the angles
+    off the axis, 0.5 across and 0.15 down from an aim 0.05 below it (about 27 and 9 degrees),
+    so it lights the road from ~5 m on, not the bonnet. An inverse-square fall-off halves it at
+    ``headlight_range`` metres, times Lambert's cosine. No shadow ray is needed: every surface
+    the camera sees is in the light's line of sight."""
+    ahead = jnp.maximum(-_dot(d, model_cam_mat[:, 2]), 1e-6)
+    x = _dot(d, model_cam_mat[:, 0]) / ahead
+    y = _dot(d, model_cam_mat[:, 1]) / ahead + 0.05
+    beam = jnp.where(ahead > 1e-3, jnp.exp(-((x / 0.5) ** 2) - (y / 0.15) ** 2), 0.0)
+    falloff = 1.0 / (1.0 + (t / params.headlight_range) ** 2)
+    return beam * falloff * jnp.maximum(-_dot(nw, d), 0.0)
+
+
 def _check_inputs(geom, geom_xpos, geom_xmat, cam_pos, cam_mat, height, width):
     if not isinstance(geom, SceneGeometry):
         raise TypeError(f"geom must be a SceneGeometry, got {type(geom).__name__}")
@@ -174,9 +190,10 @@ def render(
     n = int(height) * int(width)
     xpos = jnp.asarray(geom_xpos, jnp.float32)
     xmat = jnp.asarray(geom_xmat, jnp.float32).reshape(-1, 3, 3)
+    model_cam_mat = jnp.asarray(cam_mat, jnp.float32).reshape(3, 3)
     cam_pos, cam_mat = camera.apply_offsets(
         jnp.asarray(cam_pos, jnp.float32),
-        jnp.asarray(cam_mat, jnp.float32).reshape(3, 3),
+        model_cam_mat,
         params.cam_pos_offset,
         params.cam_rot_offset,
     )
@@ -247,6 +264,9 @@ def render(
         albedo = paint(params, SurfaceHit(ph, idx, t_hit * pixel_angle, facing), albedo)
     light = params.light_rgb * params.light_intensity
     diffuse = params.ambient + light * (ndl * lit)[:, None]
+    diffuse = (
+        diffuse + _headlight(params, model_cam_mat, d, nw, t_hit)[:, None] * params.headlight_rgb
+    )
     color = albedo * diffuse + light * (spec * lit)[:, None]
     color = jnp.where(hit[:, None], color, textures.background(d, params))
     dist = jnp.where(hit, t, sky_distance)

@@ -53,6 +53,7 @@ FAMILIES: dict[str, Family] = {
         Family("overcast", "scene", scene.overcast, 0),
         Family("wet", "scene", scene.wet, 0),
         Family("sunset", "scene", scene.sunset, 0),
+        Family("headlights", "scene", scene.headlights, 0),
         Family("fog", "scene", scene.fog, 0),
         Family("camera", "scene", scene.camera, 7),
         Family("background", "scene", scene.background, 7),

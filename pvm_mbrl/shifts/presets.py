@@ -87,7 +87,7 @@ def _driving() -> dict[str, Preset]:
         Preset.of("wet_road", {"overcast": 0.5, "wet": 1.0}),
         Preset.of("hard_rain", {"overcast": 1.0, "wet": 1.0, "rain": 1.0, "fog": 0.3}),
         Preset.of("clear_sunset", {"sunset": 1.0}),
-        Preset.of("clear_night", {"night": 0.95}),
+        Preset.of("clear_night", {"night": 0.95, "headlights": 1.0}),
         Preset.of("foggy", {"overcast": 0.6, "fog": 0.7}),
     ]
     return {p.name: p for p in out}

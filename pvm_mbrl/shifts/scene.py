@@ -215,6 +215,19 @@ def sunset(ctx, roles, s, u):
     return ctx.replace(params=p)
 
 
+def headlights(ctx, roles, s, u):
+    """Headlights: a warm spot light at the camera along its axis, up to 8 times the default
+    sun's strength at the lamp, halving at 0.4 ``length_scale`` (20 m on the road)."""
+    del u
+    p = ctx.params
+    warm = jnp.array([1.0, 0.93, 0.8])
+    p = p.replace(
+        headlight_rgb=p.headlight_rgb + 8.0 * s * warm,
+        headlight_range=jnp.full_like(p.headlight_range, 0.4 * roles.length_scale),
+    )
+    return ctx.replace(params=p)
+
+
 def fog(ctx, roles, s, u):
     """Exponential fog of density up to 3 per ``length_scale`` metres (s = 1 hides the far
     table)."""
