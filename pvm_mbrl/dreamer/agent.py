@@ -104,6 +104,11 @@ class Dreamer(DreamerLoss, InputLayout):
             self.cache_shape = tuple(encoder.cache_shape())
             self.cache_dtype = jnp.dtype(nets.dtype)
 
+    @property
+    def replay_context(self) -> int:
+        """Steps of stored latents before each trained sequence (the trainer reads this)."""
+        return self.config.replay_context
+
     def _make_optimizer(self, nets: Networks) -> optax.GradientTransformation:
         """DreamerV3's optimiser; with a PVM encoder, its frozen weights get no update and no
         state, its trainable ones ``pvm_lr`` (and ``layer_decay``) through optax.multi_transform."""

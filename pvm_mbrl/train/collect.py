@@ -58,7 +58,7 @@ class Collector:
             env_action, carry = self.agent.policy(state.agent, state.carry, obs_in, k_act)
             model_action = carry["action"]
         record = self._record(obs, model_action, state.flags, state.reward)
-        if self.agent.config.replay_context:
+        if self.agent.replay_context:
             # The posterior after this step's observation (the initial state under the random
             # prefill, which observes nothing), as the official policy stores it.
             latent = {k: carry[k] for k in LATENT_KEYS}

@@ -74,7 +74,7 @@ class Trainer(Collector):
                 f"(envs.make(..., num_envs={config.num_envs}))"
             )
         env = without_auto_reset(env)
-        length = agent.config.replay_context + config.batch_length
+        length = agent.replay_context + config.batch_length
         if config.prefill < length or config.replay_capacity // config.num_envs < length:
             raise ValueError(
                 f"replayed sequences hold replay_context + batch_length = {length} steps: "
@@ -150,7 +150,7 @@ class Trainer(Collector):
         example = self._record(obs, action, self._flags(n, first=True), jnp.zeros(n))
         example = {k: jax.ShapeDtypeStruct(v.shape[1:], v.dtype) for k, v in example.items()}
         example["action"] = action
-        if self.agent.config.replay_context:
+        if self.agent.replay_context:
             example |= self.agent.latent_spec()
         return replay_lib.Replay.create(example, n, self.config.replay_capacity)
 
@@ -205,7 +205,7 @@ class Trainer(Collector):
         """One update on a replayed batch of ``replay_context + batch_length`` steps; with replay
         context the posterior latents of the trained steps go back to replay."""
         key, k_sample, k_train = jax.random.split(state.key, 3)
-        c, context = self.config, self.agent.config.replay_context
+        c, context = self.config, self.agent.replay_context
         length = context + c.batch_length
         buffer = state.replay
         if c.replay_online:
