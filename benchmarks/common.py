@@ -69,14 +69,17 @@ def append_results(heading: str, notes: list[str], rows: list[str]) -> None:
     print(f"appended to {RESULTS}")
 
 
-def overrides(items: list[str]) -> dict:
-    """``["deter=256", "mults=(1,2)"]`` -> DreamerConfig keyword overrides (Python literals)."""
-    fields = {f.name for f in dataclasses.fields(DreamerConfig)}
+def overrides(items: list[str], config_class=DreamerConfig) -> dict:
+    """``["deter=256", "mults=(1,2)"]`` -> keyword overrides of ``config_class`` (a dataclass;
+    values are Python literals)."""
+    fields = {f.name for f in dataclasses.fields(config_class)}
     out = {}
     for item in items:
         name, sep, value = item.partition("=")
         if not sep or name not in fields:
-            raise SystemExit(f"--set expects FIELD=VALUE with a DreamerConfig field, got {item!r}")
+            raise SystemExit(
+                f"--set expects FIELD=VALUE with a {config_class.__name__} field, got {item!r}"
+            )
         try:
             out[name] = ast.literal_eval(value)
         except (ValueError, SyntaxError):

@@ -1,4 +1,4 @@
-"""Learning curve: DreamerV3 from pixels on Reach for a wall-clock (or env-step) budget.
+"""Learning curve: DreamerV3 (or TD-MPC2) on a task for a wall-clock (or env-step) budget.
 
 Trains with ``Trainer`` (64 px ``pixels`` only, front camera by default) until ``--minutes`` of
 wall time (counted from before the first compile) or ``--env-steps`` have passed, printing per
@@ -19,6 +19,14 @@ at the end, and ``--from`` evaluates a saved run again without training.
         --batch 16 --length 16 --chunk-steps 25 --no-fused --minutes 110 \
         --save runs/reach_pixels --gif docs/reach_learned.gif   # Reach from pixels, 2 CPU cores
     python benchmarks/learning.py --quick            # tiny smoke test, writes nothing
+
+``--agent tdmpc2`` trains TD-MPC2 instead (``--td-size`` one of its model-size presets,
+``--set`` overrides ``TDMPC2Config``). Its official schedule is one update per env step on
+batches of 256 x (horizon + 1), after seed steps of random actions followed by as many updates:
+
+    python benchmarks/learning.py --agent tdmpc2 --td-size 1 --task dmc/cartpole_swingup \
+        --obs state --action-repeat 2 --lr 3e-4 --num-envs 4 --batch 256 --length 4 \
+        --train-ratio 1024 --prefill 250 --pretrain 1000 --no-fused --chunk-steps 25
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ from pvm_mbrl import checkpoint, envs, evaluate, media
 from pvm_mbrl.dreamer.agent import Dreamer
 from pvm_mbrl.dreamer.config import PRESETS, DreamerConfig
 from pvm_mbrl.dreamer.optim import OptimizerConfig
+from pvm_mbrl.tdmpc2 import MODEL_SIZES, TDMPC2, TDMPC2Config
 from pvm_mbrl.train import TrainConfig, Trainer
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
@@ -82,7 +91,7 @@ def final_stats(curve) -> tuple[float, float, int]:
     return ret, sum(r["success"] * r["episodes"] for r in tail) / n, n
 
 
-def plot(curve, rand_ret, rand_succ, path, title):
+def plot(curve, rand_ret, rand_succ, path, title, agent_name="DreamerV3"):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -95,7 +104,7 @@ def plot(curve, rand_ret, rand_succ, path, title):
         (axes[0], "return", rand_ret, "episode return"),
         (axes[1], "success", rand_succ, "success_once"),
     ):
-        ax.plot(x, [r[key] for r in done], marker=".", label="DreamerV3")
+        ax.plot(x, [r[key] for r in done], marker=".", label=agent_name)
         ax.axhline(base, color="gray", ls="--", label="random policy")
         ax.set_xlabel("env steps")
         ax.set_ylabel(label)
@@ -109,6 +118,20 @@ def plot(curve, rand_ret, rand_succ, path, title):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--agent", choices=["dreamer", "tdmpc2"], default="dreamer")
+    ap.add_argument(
+        "--td-size",
+        type=int,
+        default=1,
+        choices=sorted(MODEL_SIZES),
+        help="TD-MPC2 model-size preset (millions of parameters) with --agent tdmpc2",
+    )
+    ap.add_argument(
+        "--pretrain",
+        type=int,
+        default=0,
+        help="updates on the prefilled replay before the loop (TD-MPC2: one per seed step)",
+    )
     ap.add_argument("--task", default="Reach")
     ap.add_argument("--camera", default=None, help="default: the task's (envs.make)")
     ap.add_argument("--action-repeat", type=int, default=1)
@@ -132,7 +155,7 @@ def main(argv=None):
         action="append",
         default=[],
         metavar="FIELD=VALUE",
-        help="DreamerConfig override on top of --size, e.g. --set deter=256 (repeatable)",
+        help="config override on top of --size (--td-size), e.g. --set deter=256 (repeatable)",
     )
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     ap.add_argument("--lr", type=float, default=1e-4)
@@ -196,14 +219,14 @@ def main(argv=None):
         a.chunk_steps, a.prefill, a.random_episodes, a.eval_episodes = 4, 10, 4, 2
         a.env_steps, a.episode_length = a.env_steps or 32, a.episode_length or 6
         a.no_plot = a.no_plot or a.plot is None
+        if a.agent == "tdmpc2":
+            a.length = 4
+            a.set += ["mlp_dim=32", "enc_dim=32", "latent_dim=16", "num_samples=16"]
+            a.set += ["num_elites=4", "num_pi_trajs=2", "iterations=2"]
     plot_path = a.plot or PLOT
 
-    opt = OptimizerConfig(lr=a.lr, warmup=a.warmup)
-    kw = dict(compute_dtype=a.dtype, obs_keys=OBS[a.obs], optimizer=opt)
-    kw |= overrides(a.set)
-    config = DreamerConfig.preset(a.size, **kw)
     env = make_env(a, a.num_envs)
-    agent = Dreamer(config, env.observation_space, env.action_space)
+    agent = make_agent(a, env)
     tc = TrainConfig(
         num_envs=a.num_envs,
         train_ratio=a.train_ratio,
@@ -220,12 +243,11 @@ def main(argv=None):
     desc = (
         f"{a.task} ({a.camera or 'default'} camera, {a.image} px, obs {a.obs}, "
         f"{env.episode_length}-step episodes, action repeat {a.action_repeat}), "
-        f"{a.size}{''.join(' ' + x for x in a.set)}, {a.dtype}, lr {a.lr:g} "
-        f"(warm-up {a.warmup}), {a.num_envs} envs, train ratio {a.train_ratio:g}, batch "
+        f"{agent_label(a)}, lr {a.lr:g}, {a.num_envs} envs, train ratio {a.train_ratio:g}, batch "
         f"{a.batch} x {a.length}, {a.chunk_steps} steps x {a.num_envs} envs and "
         f"{tc.chunk_updates} updates per chunk, prefill {a.prefill} steps per env "
-        f"({a.prefill_policy} policy), "
-        f"replay context {config.replay_context}, online queue {'on' if a.online else 'off'}"
+        f"({a.prefill_policy} policy), {a.pretrain} pretraining updates, "
+        f"replay context {agent.replay_context}, online queue {'on' if a.online else 'off'}"
     )
     print(desc)
 
@@ -236,7 +258,7 @@ def main(argv=None):
         return
     saver = checkpoint.Checkpointer(a.save, max_to_keep=2, save_replay=False) if a.save else None
     t0 = time.perf_counter()
-    state = trainer.prefill(trainer.init(jax.random.PRNGKey(a.seed)))
+    state = trainer.pretrain(trainer.prefill(trainer.init(jax.random.PRNGKey(a.seed))), a.pretrain)
     header = "| env steps | updates | wall (min) | episodes | return | success_once |"
     print(header, flush=True)
     curve, saved_at = [], 0.0
@@ -294,7 +316,7 @@ def main(argv=None):
     print(f"\n{eval_h}\n{eval_row}")
 
     if not a.no_plot:
-        plot(curve, rand_ret, rand_succ, plot_path, desc)
+        plot(curve, rand_ret, rand_succ, plot_path, desc, type(agent).__name__)
     if not a.write:
         return
     step = max(1, len(curve) // 20)
@@ -314,6 +336,25 @@ def main(argv=None):
     append_results(HEADING, notes, rows + [fmt(r) for r in shown])
 
 
+def make_agent(a, env):
+    """DreamerV3 at preset ``--size`` or TD-MPC2 at ``--td-size``, with the ``--set`` overrides."""
+    if a.agent == "tdmpc2":
+        kw = dict(obs_keys=OBS[a.obs], lr=a.lr) | overrides(a.set, TDMPC2Config)
+        config = TDMPC2Config.sized(a.td_size, **kw)
+        return TDMPC2(config, env.observation_space, env.action_space, env.episode_length)
+    kw = dict(compute_dtype=a.dtype, obs_keys=OBS[a.obs])
+    kw |= dict(optimizer=OptimizerConfig(lr=a.lr, warmup=a.warmup)) | overrides(a.set)
+    return Dreamer(DreamerConfig.preset(a.size, **kw), env.observation_space, env.action_space)
+
+
+def agent_label(a) -> str:
+    """The agent, its size and overrides as the run's description names them."""
+    sets = "".join(" " + x for x in a.set)
+    if a.agent == "tdmpc2":
+        return f"TD-MPC2 {a.td_size}M{sets}"
+    return f"DreamerV3 {a.size}{sets}, {a.dtype}, warm-up {a.warmup}"
+
+
 def make_env(a, num_envs: int):
     """The task as the flags ``a`` describe it, ``num_envs`` batched envs without auto-reset."""
     mode = dict(obs_mode="state", render=False) if a.obs == "state" else {}
@@ -329,7 +370,7 @@ def make_env(a, num_envs: int):
     )
 
 
-def final_eval(a, agent: Dreamer, agent_state) -> dict[str, tuple[float, float, float]]:
+def final_eval(a, agent, agent_state) -> dict[str, tuple[float, float, float]]:
     """Return, success_once and success_end of the eval policy and of random actions on the
     same ``a.eval_episodes`` fresh episodes (printed); writes ``a.gif`` from the first of them.
     (On Highway success_end is the share of episodes that finish without a collision or a road

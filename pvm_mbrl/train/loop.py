@@ -35,7 +35,6 @@ from flax import struct
 
 from pvm_mbrl import parallel
 from pvm_mbrl import replay as replay_lib
-from pvm_mbrl.dreamer.agent import AgentState, Dreamer
 from pvm_mbrl.envs import episodes
 from pvm_mbrl.envs.wrappers import without_auto_reset
 from pvm_mbrl.train.collect import Collector
@@ -46,7 +45,7 @@ from pvm_mbrl.train.config import TrainConfig
 class TrainState:
     """The whole loop state (a pytree): agent, envs, policy carries, replay, counters."""
 
-    agent: AgentState
+    agent: Any  # the agent's state (DreamerV3's or TD-MPC2's AgentState)
     env: Any
     carry: dict[str, jax.Array]
     flags: dict[str, jax.Array]  # is_first / is_last / is_terminal of the current observation
@@ -61,13 +60,15 @@ class TrainState:
 class Trainer(Collector):
     """Builds the compiled collection and update functions for ``env`` and ``agent``.
 
+    ``agent`` is a :class:`~pvm_mbrl.dreamer.Dreamer` or a :class:`~pvm_mbrl.tdmpc2.TDMPC2`
+    (any object with their interface: ``init``, ``initial_carry``, ``policy``,
+    ``train_with_latents``, ``replay_context`` and the space attributes).
+
     ``env`` must be batched (``envs.make(..., num_envs=E)``); the loop resets ended episodes
     itself, after recording their final step, so an ``AutoReset`` layer is left out.
     """
 
-    def __init__(
-        self, env, agent: Dreamer, config: TrainConfig, mesh=None, seeds: int | None = None
-    ):
+    def __init__(self, env, agent, config: TrainConfig, mesh=None, seeds: int | None = None):
         if getattr(env, "num_envs", None) != config.num_envs:
             raise ValueError(
                 f"env must be batched with num_envs={config.num_envs} "
@@ -167,6 +168,15 @@ class Trainer(Collector):
         if self.seeds is not None:
             empty = jax.tree.map(lambda x: jnp.stack([x] * self.seeds), empty)
         return self._prefill(state.replace(replay=empty))
+
+    def pretrain(self, state: TrainState, updates: int) -> TrainState:
+        """``updates`` updates on the replay as it is, collecting nothing: TD-MPC2 trains once
+        per prefilled (seed) step when its seeding ends."""
+        if isinstance(updates, bool) or not isinstance(updates, int) or updates < 0:
+            raise ValueError(f"updates must be an int >= 0, got {updates!r}")
+        for _ in range(updates):
+            state, _ = self._update_once(state)
+        return state
 
     def train_chunk(self, state: TrainState) -> tuple[TrainState, dict[str, jax.Array]]:
         """``chunk_steps`` policy steps per env and ``chunk_updates`` updates, one compiled call.
