@@ -73,12 +73,14 @@ def random_baseline(task, episodes, episode_length, seed=0, action_repeat=1):
     return float(out["return"].mean()), float(out["success_once"].mean())
 
 
-def write_gif(learned: np.ndarray, rand: np.ndarray, path, scale: int = 4) -> None:
-    """Episode frames ``[T, H, W, 3]`` of the learned and the random policy side by side."""
-    both = np.stack([learned, rand], 1)[:, None]  # [T, 1, 2, H, W, 3]
+def write_gif(learned: np.ndarray, rand: np.ndarray, path, scale: int = 4, stride: int = 1) -> None:
+    """Episode frames ``[T, H, W, 3]`` of the learned and the random policy side by side, every
+    ``stride``-th frame, each pixel ``scale`` x ``scale``."""
+    both = np.stack([learned, rand], 1)[::stride, None]  # [T, 1, 2, H, W, 3]
     frames = np.stack([media.grid(f, pad=2) for f in both])
     frames = frames.repeat(scale, 1).repeat(scale, 2)
-    print(f"saved {media.save_gif(frames, path, fps=10)} (left: learned, right: random)")
+    fps = max(1, round(10 / stride))
+    print(f"saved {media.save_gif(frames, path, fps=fps)} (left: learned, right: random)")
 
 
 def final_stats(curve) -> tuple[float, float, int]:
@@ -198,6 +200,8 @@ def main(argv=None):
         help="episodes of the final eval policy and of the random policy on the same targets",
     )
     ap.add_argument("--gif", default=None, help="GIF of one final episode: learned | random")
+    ap.add_argument("--gif-scale", type=int, default=4, help="GIF pixels per image pixel")
+    ap.add_argument("--gif-stride", type=int, default=1, help="keep every n-th frame in the GIF")
     ap.add_argument("--save", default=None, metavar="DIR", help="checkpoint directory")
     ap.add_argument("--save-every", type=float, default=10.0, help="minutes between saves")
     ap.add_argument(
@@ -389,7 +393,7 @@ def final_eval(a, agent, agent_state) -> dict[str, tuple[float, float, float]]:
             flush=True,
         )
     if a.gif and out["learned_frames"] is not None:
-        write_gif(out["learned_frames"], out["random_frames"], a.gif)
+        write_gif(out["learned_frames"], out["random_frames"], a.gif, a.gif_scale, a.gif_stride)
     return out
 
 
