@@ -134,8 +134,9 @@ class Logger:
         return path
 
     def media(self, agent, state, trainer, step: int, key=None, rows: int = 4) -> None:
-        """Observation grid, the last finished episode of env 0 and world-model open-loop
-        predictions next to the truth (seed 0 of a multi-seed state)."""
+        """Observation grid, the last finished episode of env 0 and, for an agent with a decoder
+        (DreamerV3's ``open_loop``), world-model open-loop predictions next to the truth (seed 0
+        of a multi-seed state)."""
         if trainer.seeds is not None:  # one compiled selection, not one op per leaf and shape
             state = _first_seed(state.replace(env=None, carry=None))
         (img,) = (k for k in agent.obs_keys if len(agent.obs_space[k].shape) == 3)
@@ -151,7 +152,8 @@ class Logger:
         if episode is not None:
             self.video("episode/env0", episode, step)
         length = trainer.config.batch_length
-        if replay_lib.can_sample(state.replay, length) and length > 1:
+        decoder = hasattr(agent, "open_loop")
+        if decoder and replay_lib.can_sample(state.replay, length) and length > 1:
             key = jax.random.PRNGKey(step) if key is None else key
             truth, model = self._open_loop(agent, trainer)(state.agent, state.replay, key)
             truth, model = np.asarray(truth), np.asarray(model)

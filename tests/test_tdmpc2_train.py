@@ -1,12 +1,14 @@
-"""TD-MPC2 through the library's trainer on a Control Suite task from its state vector: seeding,
-pretraining, planning in the compiled loop, the official one update per env step, and the agent
-state saved and restored by the checkpoints (slow: it compiles the planner into the loop)."""
+"""TD-MPC2 through the library's trainer on a Control Suite task from its state vector (seeding,
+pretraining, planning in the compiled loop, the official one update per env step, the agent
+state saved and restored by the checkpoints) and as an ``Experiment`` from pixels (slow: each
+compiles the planner into the loop)."""
 
 import jax
 import numpy as np
 import pytest
 
 from pvm_mbrl import checkpoint, envs, evaluate
+from pvm_mbrl.experiment import Experiment, build, load_agent, run
 from pvm_mbrl.tdmpc2 import TDMPC2, TDMPC2Config
 from pvm_mbrl.train import TrainConfig, Trainer
 
@@ -53,3 +55,26 @@ def test_tdmpc2_trains_in_the_loop_and_checkpoints(tmp_path):
     play = evaluate.make_rollout([env], n, agent)
     (out,) = jax.device_get(play(restored, jax.random.PRNGKey(1), False))
     assert out["return"].shape == (n,) and np.all(np.isfinite(out["return"]))
+
+
+def test_an_experiment_trains_resumes_and_evaluates_tdmpc2(tmp_path):
+    """``Experiment(algorithm="tdmpc2")`` end to end on 16 px Reach pixels with two seeds:
+    the run, its logs and checkpoints, ``load_agent`` and the evaluation across shifts."""
+    exp = Experiment.of(
+        task="Reach", image_size=16, algorithm="tdmpc2", tdmpc2_size=1, num_envs=2,
+        batch_size=4, batch_length=4, replay_capacity=64, prefill=8, chunk_steps=4,
+        train_ratio=16, episode_length=6, log_every=8, checkpoint_every=8, video_every=8,
+        steps=24, seeds=(0, 1), logdir=str(tmp_path / "run"),
+    )  # fmt: skip
+    _, agent, _ = build(exp)
+    assert isinstance(agent, TDMPC2) and agent.discount == 0.95  # 6-step episodes
+    run(exp, progress=False)
+    loaded, agent, states = load_agent(tmp_path / "run")
+    assert loaded == exp and isinstance(agent, TDMPC2) and len(states) == 2
+    assert int(states[0].step) > 0
+    results = evaluate.evaluate(agent, states, exp.env.task, exp.env.kwargs(), ["id", "strong"], 2)
+    assert set(results) == {"id", "strong"}
+    with pytest.raises(ValueError, match="TD-MPC2 takes"):
+        Experiment.of(algorithm="tdmpc2", encoder="dinov2-s14", finetune="frozen")
+    with pytest.raises(ValueError, match="algorithm"):
+        Experiment.of(algorithm="ppo")

@@ -10,7 +10,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from pvm_mbrl import envs
-from pvm_mbrl.dreamer import AgentState
 from pvm_mbrl.envs import episodes as episode_stats
 from pvm_mbrl.evaluate.results import Results, _json, _unjson, floor_key
 from pvm_mbrl.evaluate.targets import _check_inputs, _variants, max_return
@@ -218,7 +217,7 @@ class Evaluator:
         ``PRNGKey(seed + k)``), with the random floor on the same episodes."""
         if self.agent is None:
             raise ValueError("this Evaluator has no agent (built with agent=None)")
-        states = [states] if isinstance(states, AgentState) else list(states)
+        states = list(states) if isinstance(states, list | tuple) else [states]
         if not states:
             raise ValueError("need at least one AgentState (one per seed)")
         per = [self.rollout(state, seed + k) for k, state in enumerate(states)]

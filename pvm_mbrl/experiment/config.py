@@ -16,13 +16,16 @@ import pathlib
 from typing import Any
 
 from pvm_mbrl import envs
+from pvm_mbrl.dreamer.agent import Dreamer
 from pvm_mbrl.dreamer.config import PRESETS, DreamerConfig
 from pvm_mbrl.dreamer.optim import OptimizerConfig
 from pvm_mbrl.envs.core import Space
+from pvm_mbrl.tdmpc2 import MODEL_SIZES, TDMPC2, TDMPC2Config
 from pvm_mbrl.train import TrainConfig
 
 CONFIG_FILE = "experiment.json"
 SPACES_KEY = "spaces"  # the env's observation and action spaces, in experiment.json
+ALGORITHMS = ("dreamer", "tdmpc2")
 OBS = {"pixels": ("pixels",), "pixels+proprio": ("pixels", "proprio"), "state": ("state",)}
 
 
@@ -81,8 +84,14 @@ class AgentConfig:
     """The agent: ``encoder`` (registry name), ``finetune`` / ``checkpoint`` / ``input_size``
     (PVM options; None: the encoder's default), ``encoder_cache``, ``pvm_lr``, ``size`` (a
     preset of ``DreamerConfig.preset``: an official size, ``micro``, ``tiny`` or ``small``),
-    ``lr`` / ``warmup`` (None: DreamerV3's), ``dtype``."""
+    ``lr`` / ``warmup`` (None: DreamerV3's), ``dtype``.
 
+    ``algorithm="tdmpc2"`` trains TD-MPC2 instead, at the official model size ``tdmpc2_size``
+    (1, 5, 19, 48 or 317 million parameters) with its own learning rate unless ``lr`` is set;
+    it takes the ``cnn`` encoder for images, no warm-up and float32."""
+
+    algorithm: str = "dreamer"
+    tdmpc2_size: int = 5
     encoder: str = "cnn"
     finetune: str | None = None
     checkpoint: str | None = None
@@ -100,6 +109,26 @@ class AgentConfig:
         pvm_only = ("finetune", "checkpoint", "input_size", "pvm_lr")
         if self.encoder == "cnn" and any(getattr(self, n) is not None for n in pvm_only):
             raise ValueError(f"{', '.join(pvm_only)} apply to PVM encoders, not 'cnn'")
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
+        if self.tdmpc2_size not in MODEL_SIZES:
+            raise ValueError(f"tdmpc2_size must be one of {sorted(MODEL_SIZES)}")
+        if self.algorithm == "tdmpc2":
+            dreamer_only = dict(encoder="cnn", encoder_cache=False, warmup=None, dtype="float32")
+            bad = [k for k, v in dreamer_only.items() if getattr(self, k) != v]
+            if bad:
+                raise ValueError(f"TD-MPC2 takes {dreamer_only}; got other {bad}")
+
+    def tdmpc2_config(self, obs_keys: tuple[str, ...]) -> TDMPC2Config:
+        """The ``TDMPC2Config`` of this agent seeing ``obs_keys``."""
+        lr = {} if self.lr is None else {"lr": self.lr}
+        return TDMPC2Config.sized(self.tdmpc2_size, obs_keys=obs_keys, **lr)
+
+    def make(self, obs_keys, obs_space, act_space, episode_length: int):
+        """The agent (``Dreamer`` or ``TDMPC2``) for the env's spaces."""
+        if self.algorithm == "tdmpc2":
+            return TDMPC2(self.tdmpc2_config(obs_keys), obs_space, act_space, episode_length)
+        return Dreamer(self.dreamer_config(obs_keys), obs_space, act_space)
 
     def dreamer_config(self, obs_keys: tuple[str, ...]) -> DreamerConfig:
         """The ``DreamerConfig`` of this agent seeing ``obs_keys``."""
@@ -191,6 +220,10 @@ class Experiment:
 
     def dreamer_config(self) -> DreamerConfig:
         return self.agent.dreamer_config(OBS[self.env.obs])
+
+    def make_agent(self, obs_space, act_space, episode_length: int):
+        """The agent this experiment trains, for the env's spaces and episode length."""
+        return self.agent.make(OBS[self.env.obs], obs_space, act_space, episode_length)
 
     # -- experiment.json ------------------------------------------------------------------------
 

@@ -14,16 +14,15 @@ import numpy as np
 import pvm_mbrl
 from pvm_mbrl import checkpoint as ckpt
 from pvm_mbrl import logging as logs
-from pvm_mbrl.dreamer.agent import AgentState, Dreamer
 from pvm_mbrl.experiment.config import CONFIG_FILE, Experiment
 from pvm_mbrl.rundir import RunLock
 from pvm_mbrl.train import Trainer
 
 
-def build(exp: Experiment) -> tuple[Any, Dreamer, Trainer]:
+def build(exp: Experiment) -> tuple[Any, Any, Trainer]:
     """``(env, agent, trainer)`` for ``exp``; the trainer vmaps over ``len(exp.seeds)`` seeds."""
     env = exp.make_env()
-    agent = Dreamer(exp.dreamer_config(), env.observation_space, env.action_space)
+    agent = exp.make_agent(env.observation_space, env.action_space, env.episode_length)
     trainer = Trainer(env, agent, exp.loop, seeds=len(exp.seeds))
     return env, agent, trainer
 
@@ -142,16 +141,20 @@ def _train(exp, logdir, agent, trainer, state, manager, progress) -> dict[str, f
 
 def load_agent(
     run_dir: str | pathlib.Path, step: int | None = None
-) -> tuple[Experiment, Dreamer, list[AgentState]]:
-    """The experiment, its agent and one trained ``AgentState`` per seed from a run directory
-    (the newest checkpoint, or ``step``). The agent is built from the spaces the run recorded
-    in ``experiment.json``, without making an env."""
+) -> tuple[Experiment, Any, list[Any]]:
+    """The experiment, its agent (``Dreamer`` or ``TDMPC2``) and one trained ``AgentState`` per
+    seed from a run directory (the newest checkpoint, or ``step``). The agent is built from the
+    spaces the run recorded in ``experiment.json``; an env is made only where those are missing
+    or, for TD-MPC2, for the episode length its discount follows."""
     exp = Experiment.load(run_dir)
     spaces = Experiment.load_spaces(run_dir)
     if spaces is None:  # recorded since 2026-12-07; before, the env tells them
         env = exp.make_env(num_envs=1)
         spaces = (env.observation_space, env.action_space)
-    agent = Dreamer(exp.dreamer_config(), *spaces)
+    episode_length = None
+    if exp.agent.algorithm == "tdmpc2":  # its discount follows the episode length
+        episode_length = exp.make_env(num_envs=1).episode_length
+    agent = exp.make_agent(*spaces, episode_length)
     template = jax.eval_shape(lambda k: jax.vmap(agent.init)(k), seed_keys(exp))
     stacked = ckpt.restore_agent(pathlib.Path(run_dir) / "checkpoints", template, step)
     states = [jax.tree.map(lambda x, i=i: x[i], stacked) for i in range(len(exp.seeds))]
