@@ -41,7 +41,7 @@ from flax import nnx, struct
 
 from pvm_mbrl import encoders
 from pvm_mbrl.dreamer.config import DreamerConfig
-from pvm_mbrl.dreamer.inputs import InputLayout
+from pvm_mbrl.dreamer.inputs import InputLayout, check_batch_size
 from pvm_mbrl.dreamer.loss import DreamerLoss
 from pvm_mbrl.dreamer.networks import CACHE_KEY, Networks
 from pvm_mbrl.dreamer.optim import make_optimizer
@@ -176,10 +176,7 @@ class Dreamer(DreamerLoss, InputLayout):
 
     def initial_carry(self, batch: int) -> dict[str, jax.Array]:
         """Policy carry for ``batch`` envs: RSSM ``deter``, ``stoch`` and the previous action."""
-        if isinstance(batch, bool | np.bool_) or not isinstance(batch, int | np.integer):
-            raise ValueError(f"batch must be an integer >= 1, got {batch!r}")
-        if batch < 1:
-            raise ValueError(f"batch must be an integer >= 1, got {batch}")
+        check_batch_size(batch)
         return {k: jnp.zeros((batch, *s), jnp.float32) for k, s in self._carry_shapes.items()}
 
     @property

@@ -9,9 +9,18 @@ from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 BATCH_FLAGS = ("reward", "is_first", "is_last", "is_terminal")
 LATENT_KEYS = ("deter", "stoch")  # what replay context stores per step
+
+
+def check_batch_size(batch) -> None:
+    """Raises unless ``batch`` (a number of envs) is an integer >= 1."""
+    if isinstance(batch, bool | np.bool_) or not isinstance(batch, int | np.integer):
+        raise ValueError(f"batch must be an integer >= 1, got {batch!r}")
+    if batch < 1:
+        raise ValueError(f"batch must be an integer >= 1, got {batch}")
 
 
 class InputLayout:

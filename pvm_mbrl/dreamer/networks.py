@@ -19,7 +19,9 @@ from pvm_mbrl.nn.layers import MLP
 CACHE_KEY = "encoder_cache"
 
 
-def _split_obs_space(obs_space, keys):
+def split_obs_space(obs_space, keys):
+    """``(images, vectors)``: the uint8 ``[H, W, C]`` and float ``[N]`` observations among
+    ``keys`` (at most one image), by key, with their shapes and sizes."""
     images, vectors = {}, {}
     for k in keys:
         space = obs_space[k]
@@ -47,7 +49,7 @@ class Networks(nnx.Module):
         missing = [k for k in keys if k not in obs_space]
         if missing:
             raise ValueError(f"obs_keys {missing} not in the observation space {sorted(obs_space)}")
-        self.images, self.vectors = _split_obs_space(obs_space, keys)
+        self.images, self.vectors = split_obs_space(obs_space, keys)
         embed = 0
         if self.images:
             (shape,) = self.images.values()

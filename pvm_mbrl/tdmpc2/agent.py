@@ -35,6 +35,7 @@ import numpy as np
 import optax
 from flax import nnx, struct
 
+from pvm_mbrl.dreamer.inputs import check_batch_size
 from pvm_mbrl.tdmpc2 import heads, planner
 from pvm_mbrl.tdmpc2.config import TDMPC2Config, discount
 from pvm_mbrl.tdmpc2.networks import WorldModel
@@ -165,10 +166,7 @@ class TDMPC2:
 
     def initial_carry(self, batch: int) -> dict[str, jax.Array]:
         """Policy carry for ``batch`` envs: the last plan's mean ``[H, A]`` and action ``[A]``."""
-        if isinstance(batch, bool | np.bool_) or not isinstance(batch, int | np.integer):
-            raise ValueError(f"batch must be an integer >= 1, got {batch!r}")
-        if batch < 1:
-            raise ValueError(f"batch must be an integer >= 1, got {batch}")
+        check_batch_size(batch)
         h, a = self.config.horizon, self.action_size
         return {"mean": jnp.zeros((batch, h, a)), "action": jnp.zeros((batch, a))}
 

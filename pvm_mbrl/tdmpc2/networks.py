@@ -21,10 +21,10 @@ import itertools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from pvm_mbrl import encoders
+from pvm_mbrl.dreamer.networks import split_obs_space
 from pvm_mbrl.tdmpc2.config import TDMPC2Config
 
 _INIT = nnx.initializers.normal(0.02)
@@ -94,19 +94,10 @@ class MLP(nnx.Module):
 
 
 def _obs_kinds(obs_space, keys):
-    images, vectors = {}, {}
-    for k in keys:
-        space = obs_space[k]
-        if len(space.shape) == 3 and np.dtype(space.dtype) == np.uint8:
-            images[k] = tuple(space.shape)
-        elif len(space.shape) == 1 and np.issubdtype(np.dtype(space.dtype), np.floating):
-            vectors[k] = int(space.shape[0])
-        else:
-            raise ValueError(
-                f"observation {k!r} must be uint8 [H, W, C] or float [N], got {space.dtype} "
-                f"{space.shape}"
-            )
-    if (images and vectors) or len(images) > 1:
+    """DreamerV3's split of the observations, limited to one kind: TD-MPC2 encodes either one
+    image or the vector observations."""
+    images, vectors = split_obs_space(obs_space, keys)
+    if images and vectors:
         raise ValueError(
             f"TD-MPC2 encodes one image or vector observations, not both; got images "
             f"{sorted(images)} and vectors {sorted(vectors)} (choose with obs_keys)"
