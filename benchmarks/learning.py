@@ -22,11 +22,12 @@ at the end, and ``--from`` evaluates a saved run again without training.
 
 ``--agent tdmpc2`` trains TD-MPC2 instead (``--td-size`` one of its model-size presets,
 ``--set`` overrides ``TDMPC2Config``). Its official schedule is one update per env step on
-batches of 256 x (horizon + 1), after seed steps of random actions followed by as many updates:
+batches of 256 x (horizon + 1) drawn uniformly from replay (``--no-online``), after seed steps
+of random actions followed by as many updates:
 
     python benchmarks/learning.py --agent tdmpc2 --td-size 1 --task dmc/cartpole_swingup \
         --obs state --action-repeat 2 --lr 3e-4 --num-envs 4 --batch 256 --length 4 \
-        --train-ratio 1024 --prefill 250 --pretrain 1000 --no-fused --chunk-steps 25
+        --train-ratio 1024 --prefill 250 --pretrain 1000 --no-online --no-fused --chunk-steps 25
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Runs the official ``tdmpc2/train.py`` from a checkout you point to (``--official
 nicklashansen/tdmpc2 checkout, with ``--python`` an interpreter that has its requirements) and
 ``benchmarks/learning.py --agent tdmpc2`` at the same settings, both at once, each on a core:
 the same task from its state vector, model size, one env, seed steps of random actions then as
-many updates, one update per env step on batches of 256 x 4, and the official planner.
+many updates, one update per env step on batches of 256 x 4 drawn uniformly from replay (no
+DreamerV3 online queue), and the official planner.
 
 The official code assumes a CUDA device in a few lines (the agent's and the buffer's device,
 the running scale's buffers, an assert in ``train.py``, CUDA-graph step markers). The script
@@ -83,7 +84,8 @@ def commands(a, out: pathlib.Path) -> dict[str, tuple[list[str], pathlib.Path]]:
         "--task", "dmc/" + a.task.replace("-", "_"), "--obs", "state", "--action-repeat", "2",
         "--lr", "3e-4", "--num-envs", "1", "--batch", "256", "--length", "4",
         "--train-ratio", "1024", "--prefill", str(seed_steps), "--pretrain", str(seed_steps),
-        "--no-fused", "--chunk-steps", "50", "--replay", str(a.steps + seed_steps + 100),
+        "--no-fused", "--no-online", "--chunk-steps", "50",
+        "--replay", str(a.steps + seed_steps + 100),
         "--env-steps", str(a.steps), "--minutes", str(a.minutes), "--seed", str(a.seed),
         "--eval-episodes", "4", "--random-episodes", "8", "--no-write", "--no-plot",
         "--curve-out", str(out / "ours.jsonl"),

@@ -63,6 +63,7 @@ def test_both_command_lines_carry_the_same_settings(tmp_path):
     assert flag("--train-ratio") == "1024"  # 256 x 4 replayed steps per env step: UTD 1
     assert flag("--prefill") == flag("--pretrain") == "2500"  # max(1000, 5 x 500)
     assert flag("--env-steps") == "20000" and flag("--seed") == "3"
+    assert "--no-online" in ours  # uniform replay batches, as the official buffer samples
 
 
 def test_logs_are_read_binned_and_reported(tmp_path, capsys):
