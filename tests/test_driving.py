@@ -140,6 +140,19 @@ def test_the_scripted_driver_drives_the_env_cleanly():
     assert np.asarray(traj["reward"]).mean() > 0.6
 
 
+def test_checked_step_names_a_non_finite_vehicle_state():
+    env = envs.make("Highway", obs_mode="state", render=False, num_envs=2, auto_reset=False)
+    step = jax.jit(envs.checked_step(env))
+    state = env.reset(jax.random.PRNGKey(0))
+    err, _ = step(state, jnp.zeros((2, 2)))
+    assert err.get() is None
+    err, _ = step(state, jnp.array([[0.0, 0.0], [jnp.nan, 0.0]]))
+    assert "action" in err.get() and "env 1" in err.get()
+    ego = state.data.ego._replace(v=state.data.ego.v.at[0].set(jnp.inf))
+    err, _ = step(state.replace(data=state.data._replace(ego=ego)), jnp.zeros((2, 2)))
+    assert ".ego." in err.get() and "env 0" in err.get()
+
+
 def test_bad_arguments_name_themselves():
     with pytest.raises(ValueError, match="camera must be one of"):
         envs.make("Highway", camera="wrist")

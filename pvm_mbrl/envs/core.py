@@ -230,23 +230,22 @@ def checked_step(env: Env):
         err, state = jax.jit(checked_step(env))(state, action)
         err.throw()
 
-    Checks that the action is finite (no NaN or inf) and that the returned state's ``qpos``,
-    ``qvel`` and ``reward`` are finite; on a batched env the error names the first env at fault.
-    The checks see only the step's inputs and outputs, never its (vmapped) physics loops. Under
-    ``AutoReset`` an env whose physics blew up is already a new episode, so only a non-finite
-    reward can show it.
+    Checks that the action is finite (no NaN or inf) and that the returned state's physics and
+    ``reward`` are finite: ``qpos`` and ``qvel`` of MuJoCo data, every float array of any other
+    physics state (the Highway's vehicles). On a batched env the error names the first env at
+    fault. The checks see only the step's inputs and outputs, never its (vmapped) physics
+    loops. Under ``AutoReset`` an env whose physics blew up is already a new episode, so only a
+    non-finite reward can show it.
     """
     act_dims = len(env.action_space.shape)
 
-    def checks(action, qpos, qvel, reward):
+    def checks(action, physics, reward):
         n = int(np.prod(action.shape[: action.ndim - act_dims], dtype=int))
         batched = action.ndim > act_dims
-        for x, what in (
-            (action, "action (NaN or inf)"),
-            (qpos, "qpos after the step"),
-            (qvel, "qvel after the step"),
-            (reward, "reward"),
-        ):
+        named = [(action, "action (NaN or inf)")]
+        named += [(x, f"{name} after the step") for name, x in physics.items()]
+        named += [(reward, "reward")]
+        for x, what in named:
             ok = jnp.isfinite(x).reshape(n, -1).all(axis=1)
             if batched:
                 checkify.check(ok.all(), f"non-finite {what} in env {{}}", jnp.argmin(ok))
@@ -257,7 +256,19 @@ def checked_step(env: Env):
 
     def step(state, action):
         out = env.step(state, action)
-        err, _ = checked(jnp.asarray(action), out.data.qpos, out.data.qvel, out.reward)
+        err, _ = checked(jnp.asarray(action), _physics(out.data), out.reward)
         return err, out
 
     return step
+
+
+def _physics(data) -> dict[str, jax.Array]:
+    """What :func:`checked_step` checks of a state's physics, by name."""
+    if hasattr(data, "qpos") and hasattr(data, "qvel"):
+        return {"qpos": data.qpos, "qvel": data.qvel}
+    leaves = jax.tree_util.tree_flatten_with_path(data)[0]
+    return {
+        jax.tree_util.keystr(path): x
+        for path, x in leaves
+        if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating)
+    }
