@@ -200,6 +200,14 @@ def main(argv=None):
         default=64,
         help="episodes of the final eval policy and of the random policy on the same targets",
     )
+    ap.add_argument(
+        "--shifts",
+        nargs="*",
+        default=None,
+        metavar="SHIFT",
+        help="also evaluate the final agent zero-shot under these shifts (evaluate.evaluate, "
+        "--eval-episodes each; e.g. id and the study's lighting shifts on Highway)",
+    )
     ap.add_argument("--gif", default=None, help="GIF of one final episode: learned | random")
     ap.add_argument("--gif-scale", type=int, default=4, help="GIF pixels per image pixel")
     ap.add_argument("--gif-stride", type=int, default=1, help="keep every n-th frame in the GIF")
@@ -260,6 +268,7 @@ def main(argv=None):
         template = jax.eval_shape(agent.init, jax.random.PRNGKey(a.seed))
         agent_state = checkpoint.restore_agent(a.from_, template)
         final_eval(a, agent, agent_state)
+        shift_eval(a, agent, agent_state)
         return
     saver = checkpoint.Checkpointer(a.save, max_to_keep=2, save_replay=False) if a.save else None
     t0 = time.perf_counter()
@@ -295,6 +304,7 @@ def main(argv=None):
     if not np.isfinite(float(m["loss/total"])):
         print("warning: the loss is not finite")
     evaluated = final_eval(a, agent, state.agent)
+    shift_eval(a, agent, state.agent)
 
     rand_ret, rand_succ = random_baseline(
         a.task, a.random_episodes, env.episode_length, a.seed + 1, a.action_repeat
@@ -396,6 +406,23 @@ def final_eval(a, agent, agent_state) -> dict[str, tuple[float, float, float]]:
     if a.gif and out["learned_frames"] is not None:
         write_gif(out["learned_frames"], out["random_frames"], a.gif, a.gif_scale, a.gif_stride)
     return out
+
+
+def shift_eval(a, agent, agent_state) -> None:
+    """With ``--shifts``: the eval policy zero-shot under each shift, ``--eval-episodes`` each,
+    printed as the evaluation's table and in the reference study's per-seed layout."""
+    if not a.shifts:
+        return
+    mode = dict(obs_mode="state", render=False) if a.obs == "state" else {}
+    kwargs = dict(
+        mode, image_size=a.image, camera=a.camera, episode_length=a.episode_length,
+        action_repeat=a.action_repeat,
+    )  # fmt: skip
+    res = evaluate.evaluate(agent, [agent_state], a.task, kwargs, a.shifts, a.eval_episodes)
+    name = type(agent).__name__
+    for metric in ("return", "normalised", "success_end"):
+        print(f"{metric}:\n{evaluate.markdown_table({name: res}, metric=metric)}")
+    print(evaluate.study_lines({name: res}))
 
 
 def fmt(r) -> str:
