@@ -62,7 +62,7 @@ class AgentState:
 class _Model:
     """The world model as the planner sees it (decoded rewards and values, sampled actions)."""
 
-    def __init__(self, wm: WorldModel, c: TDMPC2Config, key=None):
+    def __init__(self, wm: WorldModel, c: TDMPC2Config):
         self.wm, self.c = wm, c
 
     def next(self, z, a):
